@@ -1,0 +1,17 @@
+"""pyg-edge's converter: Hugging Face gpt-neo checkpoints to CTranslate2 models, without torch.
+
+Installed under the import name ``pyg_edge_convert`` (the folder is ``convert/``).
+"""
+
+from pyg_edge_convert.convert import QUANTIZATIONS, ConversionSummary, convert_checkpoint
+from pyg_edge_convert.errors import ConversionError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QUANTIZATIONS",
+    "ConversionError",
+    "ConversionSummary",
+    "convert_checkpoint",
+    "__version__",
+]

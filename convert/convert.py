@@ -1,0 +1,200 @@
+"""One checkpoint folder in, one CTranslate2 model folder out, written atomically."""
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pyg_edge_convert import gpt_neo
+from pyg_edge_convert.checkpoint import open_checkpoint
+from pyg_edge_convert.ct2_model_file import ModelBinWriter
+from pyg_edge_convert.errors import ConversionError
+from pyg_edge_convert.metadata import build_metadata, write_metadata
+from pyg_edge_convert.tensors import float32_to_bfloat16_bits, quantize_int8_rows
+from pyg_edge_convert.tokenizer_files import load_tokenizer, vocabulary
+
+logger = logging.getLogger("pyg_edge")
+
+# Each quantization, and the type its other (non-matrix) floats are stored in.
+_FLOAT_TYPE_OF = {
+    "int8": "float32",
+    "int8_float16": "float16",
+    "int8_bfloat16": "bfloat16",
+    "float16": "float16",
+    "bfloat16": "bfloat16",
+    "float32": "float32",
+}
+QUANTIZATIONS = tuple(_FLOAT_TYPE_OF)
+# CTranslate2's TransformerDecoderModelSpec, whose layout the written model.bin follows.
+_SPEC_NAME, _SPEC_REVISION = "TransformerDecoderSpec", 8
+
+
+@dataclass(frozen=True)
+class ConversionSummary:
+    """What a conversion produced.
+
+    Attributes:
+      dest: The model folder.
+      quantization: The weights' type.
+      size_bytes: Total size of the folder's files.
+      seconds: Wall time of the conversion.
+    """
+
+    dest: str
+    quantization: str
+    size_bytes: int
+    seconds: float
+
+
+def convert_checkpoint(
+    src: str,
+    dest: str,
+    quantization: str = "int8",
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConversionSummary:
+    """Converts a local gpt-neo checkpoint folder into a CTranslate2 model folder.
+
+    The model is written into a temporary folder beside dest and renamed into place, so an
+    interrupted or failed conversion leaves dest as it was.
+
+    Args:
+      src: Folder with config.json, weights and tokenizer files.
+      dest: Folder to create.
+      quantization: One of QUANTIZATIONS.
+      force: Replace dest if it exists.
+      progress: Called as progress(done, total) after each conversion step.
+
+    Raises:
+      ConversionError: bad input, or dest cannot be written.
+    """
+    started = time.monotonic()
+    if quantization not in QUANTIZATIONS:
+        raise ConversionError(
+            f"unknown quantization {quantization!r}; expected one of: " + ", ".join(QUANTIZATIONS)
+        )
+    checkpoint = _guarded(lambda: open_checkpoint(src), "reading")
+    config = gpt_neo.parse_config(checkpoint.config)
+    _check_dest(src, dest, force)
+    tokenizer = load_tokenizer(src, (config.bos_token_id, config.eos_token_id))
+    tokens = vocabulary(tokenizer, config.vocab_size)
+
+    def write(folder: str) -> None:
+        _write_model_bin(folder, config, checkpoint.tensors, quantization, progress)
+        _write_ct2_config(folder, config, tokens)
+        tokenizer.save(os.path.join(folder, "tokenizer.json"))
+        metadata = build_metadata(
+            config, checkpoint.config, checkpoint, quantization, _converter_version()
+        )
+        write_metadata(folder, metadata)
+
+    _write_atomically(dest, force, write)
+    size = sum(e.stat().st_size for e in os.scandir(dest) if e.is_file())
+    summary = ConversionSummary(dest, quantization, size, time.monotonic() - started)
+    logger.info("converted %s to %s (%s, %d bytes)", src, dest, quantization, size)
+    return summary
+
+
+def _converter_version() -> str:
+    from pyg_edge_convert import __version__
+
+    return __version__
+
+
+def _guarded(action: Callable, doing: str):
+    try:
+        return action()
+    except OSError as error:
+        raise ConversionError(f"{doing} {error.filename or ''} failed: {error.strerror}") from None
+
+
+def _check_dest(src: str, dest: str, force: bool) -> None:
+    src_real, dest_real = os.path.realpath(src), os.path.realpath(dest)
+    if dest_real == src_real or src_real.startswith(dest_real + os.sep):
+        raise ConversionError(f"{dest} would replace the checkpoint itself: choose another folder")
+    if os.path.lexists(dest):
+        if not os.path.isdir(dest):
+            raise ConversionError(f"{dest} exists and is not a folder")
+        if not force:
+            raise ConversionError(f"{dest} already exists: pass --force to replace it")
+
+
+def _write_atomically(dest: str, force: bool, write: Callable[[str], None]) -> None:
+    parent = os.path.dirname(os.path.abspath(dest))
+    name = os.path.basename(os.path.abspath(dest))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+    except OSError as error:
+        raise ConversionError(f"cannot write to {parent}: {error.strerror}") from None
+    try:
+        _guarded(lambda: write(staging), "writing")
+        _guarded(lambda: _move_into_place(staging, dest, force), "replacing")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_into_place(staging: str, dest: str, force: bool) -> None:
+    if not (force and os.path.isdir(dest)):
+        os.rename(staging, dest)
+        return
+    # Keep the old model until the new one is in place, so a failure loses neither.
+    retired = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.", suffix=".old",
+                               dir=os.path.dirname(os.path.abspath(dest)))
+    os.rename(dest, os.path.join(retired, "model"))
+    try:
+        os.rename(staging, dest)
+    except OSError:
+        os.rename(os.path.join(retired, "model"), dest)
+        raise
+    finally:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _write_model_bin(folder, config, tensors, quantization, progress) -> None:
+    steps = gpt_neo.conversion_steps(config, gpt_neo.tensor_getter(tensors))
+    with ModelBinWriter(os.path.join(folder, "model.bin"), _SPEC_NAME, _SPEC_REVISION) as out:
+        for name, value in gpt_neo.decoder_scalars(config):
+            out.add(name, value)
+        for done, step in enumerate(steps, start=1):
+            for name, value, is_weight in step():
+                _add_converted(out, name, value, is_weight, quantization)
+            if progress:
+                progress(done, len(steps))
+        if config.tie_word_embeddings:
+            out.alias("decoder/projection/weight", "decoder/embeddings/weight")
+
+
+def _add_converted(out: ModelBinWriter, name: str, value, is_weight: bool, quantization: str):
+    """Writes one float32 variable in the target type, as CTranslate2's own spec would."""
+    if is_weight and quantization.startswith("int8"):
+        quantized, scale = quantize_int8_rows(value)
+        out.add(name, quantized)
+        out.add(f"{name}_scale", scale)
+        return
+    float_type = _FLOAT_TYPE_OF[quantization]
+    if float_type == "bfloat16":
+        out.add(name, float32_to_bfloat16_bits(value), "bfloat16")
+    else:
+        out.add(name, value.astype(np.dtype(float_type), copy=False))
+
+
+def _write_ct2_config(folder: str, config: gpt_neo.GptNeoConfig, tokens: list) -> None:
+    """config.json and vocabulary.json, which ctranslate2.Generator reads beside model.bin."""
+    ct2_config = {
+        "bos_token": tokens[config.bos_token_id],
+        "eos_token": tokens[config.eos_token_id],
+        "unk_token": tokens[config.eos_token_id],
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "multi_query_attention": False,
+    }
+    with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(ct2_config, f, indent=2, sort_keys=True)
+    with open(os.path.join(folder, "vocabulary.json"), "w", encoding="utf-8") as f:
+        json.dump(tokens, f, ensure_ascii=False)

@@ -1,0 +1,34 @@
+"""Shared fixtures: the tiny reference checkpoints and their converted models."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pyg_edge_convert import convert_checkpoint
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHECKPOINTS = FIXTURES / "checkpoints"
+CHECKPOINT_NAMES = sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir())
+GPT2_TOKENIZER = Path(__file__).parent.parent / "models" / "gpt2-tokenizer"
+
+
+def reference(name: str) -> dict:
+    """transformers' outputs for a checkpoint (see fixtures/make_reference.py)."""
+    with np.load(FIXTURES / f"reference_{name}.npz") as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory):
+    """Returns converted(name, quantization): a model folder, converted once per session."""
+    cache = {}
+
+    def convert(name: str, quantization: str = "float32") -> Path:
+        if (name, quantization) not in cache:
+            dest = tmp_path_factory.mktemp("models") / f"{name}-{quantization}"
+            convert_checkpoint(str(CHECKPOINTS / name), str(dest), quantization)
+            cache[name, quantization] = dest
+        return cache[name, quantization]
+
+    return convert

@@ -1,0 +1,90 @@
+"""Converted models against transformers' GPTNeoForCausalLM, through ctranslate2 alone."""
+
+import dataclasses
+import json
+
+import ctranslate2
+import numpy as np
+import pytest
+
+from conftest import CHECKPOINT_NAMES, CHECKPOINTS, reference
+from pyg_edge_convert import convert_checkpoint, gpt_neo
+
+
+def generator(folder, compute_type="float32"):
+    return ctranslate2.Generator(str(folder), device="cpu", compute_type=compute_type)
+
+
+def one_pass_logits(model, prompt):
+    return np.array(model.forward_batch([list(prompt)]))[0]
+
+
+def greedy(model, folder, prompt, length):
+    vocabulary = json.loads((folder / "vocabulary.json").read_text(encoding="utf-8"))
+    result = model.generate_batch(
+        [[vocabulary[i] for i in prompt]],
+        max_length=length,
+        min_length=length,  # like the reference, which bans <|endoftext|>
+        sampling_topk=1,
+        include_prompt_in_result=False,  # the whole prompt in one pass, then cached decode
+    )
+    return result[0].sequences_ids[0]
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
+def test_float32_logits_match_transformers_on_a_prompt_past_the_window(converted, name):
+    ref = reference(name)
+    metadata = json.loads((converted(name) / "pyg_edge.json").read_text())
+    assert len(ref["prompt"]) >= 4 * metadata["window_size"]
+    logits = one_pass_logits(generator(converted(name)), ref["prompt"])
+    assert logits.shape == ref["logits"].shape
+    assert np.abs(logits - ref["logits"]).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
+def test_float32_greedy_tokens_match_transformers_past_the_window(converted, name):
+    ref = reference(name)
+    folder = converted(name)
+    tokens = greedy(generator(folder), folder, ref["prompt"].tolist(), len(ref["greedy"]))
+    assert tokens == ref["greedy"].tolist()
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
+def test_int8_agrees_with_float32_on_the_top_token(converted, name):
+    ref = reference(name)
+    logits = one_pass_logits(generator(converted(name, "int8"), "int8"), ref["prompt"])
+    agreement = (logits.argmax(-1) == ref["logits"].argmax(-1)).mean()
+    assert agreement >= 0.85
+
+
+@pytest.mark.parametrize(
+    "quantization, compute_type, tolerance",
+    [("float16", "float32", 0.05), ("bfloat16", "float32", 0.3),
+     ("int8_float16", "int8", None), ("int8_bfloat16", "int8", None)],
+)
+def test_other_quantizations_load_and_stay_close(converted, quantization, compute_type, tolerance):
+    name = "neo_w16_safetensors_f32"
+    ref = reference(name)
+    logits = one_pass_logits(generator(converted(name, quantization), compute_type), ref["prompt"])
+    assert (logits.argmax(-1) == ref["logits"].argmax(-1)).mean() >= 0.85
+    if tolerance:
+        assert np.abs(logits - ref["logits"]).max() < tolerance
+
+
+@pytest.mark.parametrize("name", CHECKPOINT_NAMES)
+def test_fixtures_fail_a_conversion_that_ignores_the_window(name, tmp_path, monkeypatch):
+    """Converting every layer as global must miss the reference, or these tests test nothing."""
+    parse = gpt_neo.parse_config
+
+    def all_global(config):
+        parsed = parse(config)
+        layers = ("global",) * len(parsed.attention_layers)
+        return dataclasses.replace(parsed, attention_layers=layers)
+
+    monkeypatch.setattr(gpt_neo, "parse_config", all_global)
+    convert_checkpoint(str(CHECKPOINTS / name), str(tmp_path / "plain"), "float32")
+    ref = reference(name)
+    logits = one_pass_logits(generator(tmp_path / "plain"), ref["prompt"])
+    window = json.loads((CHECKPOINTS / name / "config.json").read_text())["window_size"]
+    assert np.abs(logits[:window] - ref["logits"][:window]).max() < 1e-3
+    assert (logits.argmax(-1) != ref["logits"].argmax(-1)).mean() > 0.05
