@@ -1,5 +1,6 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
+import signal
 import sys
 
 import click
@@ -27,15 +28,29 @@ def main():
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 def convert(src, dest, quantization, force):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
+    _exit_cleanly_on_sigterm()
     with _ProgressBar("Converting") as progress:
         try:
             summary = convert_checkpoint(src, dest, quantization, force, progress=progress)
         except ConversionError as error:
             raise click.ClickException(str(error)) from None
     click.echo(
-        f"Wrote {summary.dest}: {quantization}, {summary.size_bytes / 1e9:.2f} GB "
+        f"Wrote {summary.dest}: {quantization}, {_size(summary.size_bytes)} "
         f"in {summary.seconds:.1f} s"
     )
+
+
+def _size(num_bytes: int) -> str:
+    return f"{num_bytes / 1e9:.2f} GB" if num_bytes >= 1e9 else f"{num_bytes / 1e6:.1f} MB"
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Turns SIGTERM into SystemExit, so that cleanup (the staging folder) still runs."""
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 class _ProgressBar:

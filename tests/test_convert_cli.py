@@ -1,8 +1,13 @@
 """`pyg-edge convert` as a user meets it: the output folder, bad input, atomic writes."""
 
+import io
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import textwrap
 
 import ctranslate2
 import numpy as np
@@ -207,3 +212,40 @@ def test_a_folder_without_tokenizer_files_says_which_it_needs(tmp_path):
 def test_conversion_error_is_the_only_exception_bad_input_raises(tmp_path):
     with pytest.raises(ConversionError):
         convert_checkpoint(str(tmp_path / "missing"), str(tmp_path / "out"))
+
+
+def test_sigterm_mid_conversion_leaves_nothing_behind(tmp_path):
+    """A killed conversion (SIGTERM, as from a service manager) still removes its staging folder."""
+    script = textwrap.dedent(f"""
+        import sys, time
+        from pyg_edge_convert import convert as convert_module
+        from pyg_edge.cli import main
+
+        def slow(*args):
+            print("writing", flush=True)
+            time.sleep(60)
+
+        convert_module._write_ct2_config = slow
+        main(["convert", "{CHECKPOINTS / SMALL}", "{tmp_path / 'out'}"])
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    assert any(name.endswith(".partial") for name in os.listdir(tmp_path))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) != 0
+    assert_nothing_left(tmp_path)
+
+
+def test_progress_is_drawn_on_a_terminal_only(monkeypatch):
+    from pyg_edge import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", terminal)
+    with cli._ProgressBar("Converting") as progress:
+        for done in range(1, 5):
+            progress(done, 4)
+    assert "Converting" in terminal.getvalue() and "100%" in terminal.getvalue()
