@@ -1,11 +1,21 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
+import contextlib
 import signal
 import sys
 
 import click
 
+from pyg_edge.characters import load_character
+from pyg_edge.chat import ChatSession, read_chat
+from pyg_edge.errors import PygEdgeError
+from pyg_edge.model import DEVICES, PygModel, read_metadata
+from pyg_edge.prompt import build_prompt
+from pyg_edge.sampling import SamplingOptions
+from pyg_edge.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
+
+CHAT_HELP = "Commands: /regen, /undo, /save FILE, /load FILE, /quit (or end of input)."
 
 
 @click.group()
@@ -17,14 +27,8 @@ def main():
 @main.command()
 @click.argument("src")
 @click.argument("dest", type=click.Path())
-@click.option(
-    "--quantization",
-    "-q",
-    type=click.Choice(QUANTIZATIONS),
-    default="int8",
-    show_default=True,
-    help="Type of the converted weights.",
-)
+@click.option("--quantization", "-q", type=click.Choice(QUANTIZATIONS), default="int8",
+              show_default=True, help="Type of the converted weights.")
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 def convert(src, dest, quantization, force):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
@@ -38,6 +42,159 @@ def convert(src, dest, quantization, force):
         f"Wrote {summary.dest}: {quantization}, {_size(summary.size_bytes)} "
         f"in {summary.seconds:.1f} s"
     )
+
+
+def model_options(command):
+    """Options that say where and how to run the model."""
+    for option in reversed([
+        click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True),
+        click.option("--compute-type", default="auto", show_default=True,
+                     help="CTranslate2 compute type (auto: fastest exact one for the device)."),
+        click.option("--threads", type=int, default=0, help="CPU threads (0: automatic)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def sampling_options(command):
+    """Flags for each SamplingOptions field; unset flags keep the defaults."""
+    for option in reversed([
+        click.option("--temperature", type=float, help="0 for greedy. [default: 0.5]"),
+        click.option("--top-k", type=int, help="0 for no limit. [default: 0]"),
+        click.option("--top-p", type=float, help="[default: 0.9]"),
+        click.option("--repetition-penalty", type=float, help="[default: 1.05]"),
+        click.option("--no-repeat-ngram-size", type=int, help="[default: 0]"),
+        click.option("--max-new-tokens", type=int, help="[default: 196]"),
+        click.option("--seed", type=int, help="Seed for repeatable output."),
+        click.option("--stop", multiple=True, help="A string that ends the reply (repeatable)."),
+    ]):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--character", "-c", "card", required=True, type=click.Path(),
+              help="Character card (.json or .png).")
+@click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) to continue.")
+@model_options
+@sampling_options
+def chat(model_path, card, history, device, compute_type, threads, **sampling):
+    """Chat with a character in the terminal; also reads messages piped on stdin."""
+    with _user_errors():
+        character = load_character(card)
+        options = _sampling(sampling)
+        messages = read_chat(history, character.name) if history else None
+        with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
+            # The seed applies once, at load: /regen must give a new reply, not the same one.
+            session = ChatSession(model, character, options.with_overrides(seed=None), messages)
+            _chat_loop(session)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--character", "-c", "card", required=True, type=click.Path())
+@click.option("--message", "-m", required=True, help="The user's new message.")
+@click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) before it.")
+@click.option("--max-context", type=int, help="Context in tokens [default: the model's].")
+@click.option("--max-new-tokens", type=int, default=196, show_default=True)
+def prompt(model_path, card, message, history, max_context, max_new_tokens):
+    """Print exactly the prompt the model would get; nothing else goes to stdout."""
+    with _user_errors():
+        character = load_character(card)
+        metadata = read_metadata(model_path)
+        tokenizer = TextTokenizer.from_model_folder(model_path)
+        messages = read_chat(history, character.name) if history else []
+        built = build_prompt(character, messages, message, tokenizer.count,
+                             max_context or metadata["context_length"], max_new_tokens)
+    click.echo(built.text)
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--prompt", "prompt_text", help="The prompt.")
+@click.option("--prompt-file", type=click.File(encoding="utf-8"), help="File holding the prompt.")
+@model_options
+@sampling_options
+def generate(model_path, prompt_text, prompt_file, device, compute_type, threads, **sampling):
+    """Print the model's continuation of a prompt."""
+    if (prompt_text is None) == (prompt_file is None):
+        raise click.UsageError("give exactly one of --prompt and --prompt-file")
+    text = prompt_text if prompt_text is not None else prompt_file.read()
+    with _user_errors():
+        options = _sampling(sampling)
+        with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
+            for piece in model.stream(text, options):
+                click.echo(piece, nl=False)
+    click.echo()
+
+
+def _chat_loop(session: ChatSession) -> None:
+    name = session.character.name
+    interactive = sys.stdin.isatty()
+    if interactive:
+        click.echo(CHAT_HELP, err=True)
+    if session.history and not session.history[-1].is_user:
+        click.echo(f"{name}: {session.history[-1].text}")
+    while True:
+        try:
+            line = input("You: " if interactive else "")
+        except EOFError:
+            return
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            if _chat_command(session, line.strip()) == "quit":
+                return
+            continue
+        _show_reply(name, session.send(line))
+
+
+def _chat_command(session: ChatSession, line: str):
+    command, _, argument = line.partition(" ")
+    if command == "/quit":
+        return "quit"
+    if command == "/regen":
+        _show_reply(session.character.name, session.regenerate())
+    elif command == "/undo":
+        removed = session.undo()
+        click.echo(f"(removed {len(removed)} messages)", err=True)
+    elif command in ("/save", "/load") and argument.strip():
+        (session.save if command == "/save" else session.load)(argument.strip())
+        click.echo(f"({command[1:]}d {argument.strip()})", err=True)
+    else:
+        click.echo(CHAT_HELP, err=True)
+    return None
+
+
+def _show_reply(name: str, pieces) -> None:
+    click.echo(f"{name}: ", nl=False)
+    try:
+        for piece in pieces:
+            click.echo(piece, nl=False)
+    except KeyboardInterrupt:
+        pieces.close()  # Ctrl-C ends the reply, not the chat
+    click.echo()
+
+
+def _sampling(flags: dict) -> SamplingOptions:
+    overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
+    if "stop" in overrides:
+        # "\n" typed on a command line arrives as backslash-n.
+        overrides["stop"] = tuple(s.replace("\\n", "\n") for s in overrides["stop"])
+    try:
+        return SamplingOptions().with_overrides(**overrides)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@contextlib.contextmanager
+def _user_errors():
+    """Turns the library's errors into one-line CLI errors."""
+    try:
+        yield
+    except PygEdgeError as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _size(num_bytes: int) -> str:

@@ -32,3 +32,12 @@ def converted(tmp_path_factory):
         return cache[name, quantization]
 
     return convert
+
+
+@pytest.fixture(scope="session")
+def tiny_model(converted):
+    """A PygModel on the float32 conversion of the window-16 checkpoint (256-token context)."""
+    from pyg_edge.model import PygModel
+
+    with PygModel(converted("neo_w16_safetensors_f32"), device="cpu") as model:
+        yield model

@@ -1,0 +1,145 @@
+"""Character cards: Pygmalion/gradio JSON, TavernAI V1, chara_card_v2/v3, as JSON or PNG."""
+
+import base64
+import binascii
+import json
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyg_edge.errors import CharacterError
+
+USER = "You"  # Pygmalion was trained with the user always named "You"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHAR_PLACEHOLDER = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
+_USER_PLACEHOLDER = re.compile(r"\{\{user\}\}|<USER>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Character:
+    """A character to chat with, placeholders already replaced.
+
+    Attributes:
+      name: The character's name, as it speaks in the prompt.
+      persona: Who the character is.
+      scenario: The situation of the chat.
+      greeting: The character's first message.
+      example_dialogue: Example chats, one string per <START> block.
+    """
+
+    name: str
+    persona: str = ""
+    scenario: str = ""
+    greeting: str = ""
+    example_dialogue: tuple = field(default_factory=tuple)
+
+
+def load_character(path) -> Character:
+    """Reads a character card from a .json or .png file.
+
+    Raises:
+      CharacterError: the file is missing, is no card, or the card lacks a name.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise CharacterError(f"cannot read character card {path}: {error.strerror}") from None
+    text = _png_card_text(raw, path) if raw.startswith(_PNG_SIGNATURE) else _utf8(raw, path)
+    try:
+        card = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise CharacterError(f"character card {path.name} is not valid JSON: {error}") from None
+    return character_from_card(card, path.name)
+
+
+def character_from_card(card, source: str = "card") -> Character:
+    """Builds a Character from a parsed card of any supported format."""
+    if not isinstance(card, dict):
+        raise CharacterError(f"{source} is not a character card (expected a JSON object)")
+    if str(card.get("spec", "")).startswith("chara_card_v") and isinstance(card.get("data"), dict):
+        card = card["data"]
+    if "char_name" in card:  # Pygmalion / gradio
+        fields = (card.get("char_name"), card.get("char_persona"), card.get("world_scenario"),
+                  card.get("char_greeting"), card.get("example_dialogue"))
+    else:  # TavernAI V1 and the data of V2/V3
+        persona = "\n".join(_clean(card.get(k)) for k in ("description", "personality")
+                            if _clean(card.get(k)))
+        fields = (card.get("name"), persona, card.get("scenario"), card.get("first_mes"),
+                  card.get("mes_example"))
+    name = _clean(fields[0])
+    if not name:
+        raise CharacterError(f"{source} has no character name (char_name or name)")
+    persona, scenario, greeting, examples = (_fill(_clean(f), name) for f in fields[1:])
+    return Character(name, persona, scenario, greeting, _example_blocks(examples))
+
+
+def _utf8(raw: bytes, path: Path) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CharacterError(f"character card {path.name} is neither UTF-8 JSON nor PNG") from None
+
+
+def _clean(value) -> str:
+    """Normalises line ends and strips stray whitespace at line ends and around the text."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise CharacterError(f"a character card field holds {type(value).__name__}, not text")
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def _fill(text: str, name: str) -> str:
+    return _USER_PLACEHOLDER.sub(USER, _CHAR_PLACEHOLDER.sub(name, text))
+
+
+def _example_blocks(text: str) -> tuple:
+    """Splits example dialogue on its <START> lines into non-empty blocks."""
+    blocks = re.split(r"^\s*<START>\s*$", text, flags=re.MULTILINE | re.IGNORECASE)
+    return tuple(block.strip() for block in blocks if block.strip())
+
+
+def _png_card_text(raw: bytes, path: Path) -> str:
+    """The card JSON inside a PNG: the ccv3 text chunk if present, else chara (base64)."""
+    chunks = _png_text_chunks(raw, path)
+    for keyword in ("ccv3", "chara"):
+        if keyword in chunks:
+            try:
+                return base64.b64decode(chunks[keyword], validate=False).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                message = f"{path.name}: its {keyword} chunk is not base64 JSON"
+                raise CharacterError(message) from None
+    raise CharacterError(f"{path.name} is a PNG without a character card (no chara chunk)")
+
+
+def _png_text_chunks(raw: bytes, path: Path) -> dict:
+    chunks, offset = {}, len(_PNG_SIGNATURE)
+    while True:
+        if offset + 12 > len(raw):
+            raise CharacterError(f"{path.name} is a truncated PNG")
+        length, kind = struct.unpack(">I4s", raw[offset:offset + 8])
+        data = raw[offset + 8:offset + 8 + length]
+        if len(data) < length:
+            raise CharacterError(f"{path.name} is a truncated PNG")
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            keyword, _, rest = data.partition(b"\0")
+            chunks[keyword.decode("latin-1")] = _chunk_text(kind, rest, path)
+        if kind == b"IEND":
+            return chunks
+        offset += 12 + length
+
+
+def _chunk_text(kind: bytes, rest: bytes, path: Path) -> bytes:
+    try:
+        if kind == b"zTXt":
+            return zlib.decompress(rest[1:])
+        if kind == b"iTXt":
+            compressed, text = rest[0], rest[2:].split(b"\0", 2)[-1]
+            return zlib.decompress(text) if compressed else text
+    except (zlib.error, IndexError):
+        raise CharacterError(f"{path.name} has a corrupt text chunk") from None
+    return rest

@@ -1,0 +1,141 @@
+"""A chat with one character: history, replies, regenerate, undo, edit, save and load.
+
+Chats are saved in SillyTavern's JSONL layout (a metadata line, then one message per
+line: name, is_user, mes), so SillyTavern chats load as they are.
+"""
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pyg_edge.characters import USER, Character
+from pyg_edge.errors import ChatFileError
+from pyg_edge.prompt import Message, Prompt, build_prompt
+from pyg_edge.sampling import SamplingOptions
+
+
+class ChatSession:
+    """A conversation between the user and a character on a model.
+
+    Args:
+      model: A PygModel.
+      character: The Character; its greeting opens the chat.
+      options: Sampling options for replies (defaults: SamplingOptions()).
+      history: Earlier messages to continue from, instead of the greeting.
+    """
+
+    def __init__(self, model, character: Character, options: SamplingOptions | None = None,
+                 history: list | None = None):
+        self.model = model
+        self.character = character
+        self.options = options or SamplingOptions()
+        if history is not None:
+            self.history = list(history)
+        else:
+            greeting = [Message(character.name, character.greeting)] if character.greeting else []
+            self.history = greeting
+
+    def send(self, text: str, cancel=None) -> Iterator[str]:
+        """Adds the user's message and streams the character's reply."""
+        self.history.append(Message(USER, text.strip(), is_user=True))
+        return self._reply(cancel)
+
+    def regenerate(self, cancel=None) -> Iterator[str]:
+        """Replaces the character's last reply with a new one, streamed."""
+        if self.history and not self.history[-1].is_user:
+            self.history.pop()
+        return self._reply(cancel)
+
+    def undo(self) -> list:
+        """Removes the last exchange (the user's last message and what followed it).
+
+        Returns:
+          The removed messages.
+        """
+        last_user = max((i for i, m in enumerate(self.history) if m.is_user), default=None)
+        if last_user is None:
+            return []
+        removed, self.history = self.history[last_user:], self.history[:last_user]
+        return removed
+
+    def edit(self, index: int, text: str) -> None:
+        """Replaces the text of message index (negative counts from the end)."""
+        old = self.history[index]
+        self.history[index] = Message(old.speaker, text.strip(), old.is_user)
+
+    def prompt(self) -> Prompt:
+        """The prompt that the next reply is generated from."""
+        return build_prompt(self.character, self.history, None, self.model.tokenizer.count,
+                            self.model.context_length, self.options.max_new_tokens)
+
+    def save(self, path) -> None:
+        """Writes the chat as SillyTavern JSONL, atomically."""
+        write_chat(path, self.character.name, self.history)
+
+    def load(self, path) -> None:
+        """Replaces the history with a saved chat's."""
+        self.history = read_chat(path, self.character.name)
+
+    def _reply(self, cancel) -> Iterator[str]:
+        pieces = []
+        try:
+            for piece in self.model.stream(self.prompt(), self.options, cancel=cancel):
+                pieces.append(piece)
+                yield piece
+        finally:
+            # Whatever was shown is kept, also when the reply was cancelled.
+            if pieces:
+                self.history.append(Message(self.character.name, "".join(pieces)))
+
+
+def write_chat(path, character_name: str, history: list) -> None:
+    """Saves messages as SillyTavern JSONL; a crash mid-write leaves the old file intact."""
+    path = Path(path)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S")
+    lines = [{"user_name": USER, "character_name": character_name, "create_date": now}]
+    lines += [{"name": m.speaker, "is_user": m.is_user, "send_date": now, "mes": m.text}
+              for m in history]
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise ChatFileError(f"cannot save the chat to {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        os.unlink(temporary)
+        raise ChatFileError(f"cannot save the chat to {path}: {error.strerror}") from None
+
+
+def read_chat(path, character_name: str = "") -> list:
+    """Reads a SillyTavern JSONL chat (pyg-edge saves the same layout).
+
+    Raises:
+      ChatFileError: the file is missing or a line is not a chat message.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ChatFileError(f"cannot read chat {path}: {error}") from None
+    messages = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            raise ChatFileError(f"{path}, line {number}: not JSON") from None
+        if number == 1 and "mes" not in entry:
+            continue  # the metadata line
+        if not isinstance(entry, dict) or not isinstance(entry.get("mes"), str):
+            raise ChatFileError(f"{path}, line {number}: not a chat message (no 'mes')")
+        is_user = bool(entry.get("is_user"))
+        speaker = USER if is_user else str(entry.get("name") or character_name)
+        messages.append(Message(speaker, entry["mes"].replace("\r\n", "\n").strip(), is_user))
+    return messages

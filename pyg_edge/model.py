@@ -1,0 +1,247 @@
+"""A converted model loaded with CTranslate2, generating streamed text."""
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator
+
+import ctranslate2
+
+from pyg_edge.errors import ModelLoadError, PromptTooLongError
+from pyg_edge.prompt import Prompt
+from pyg_edge.sampling import SamplingOptions
+from pyg_edge.stopping import StopFilter
+from pyg_edge.tokenizer import TextTokenizer
+
+logger = logging.getLogger("pyg_edge")
+
+METADATA_FILE = "pyg_edge.json"
+DEVICES = ("auto", "cpu", "cuda")
+# Each cached prefix of a 1,400-token prompt holds ~0.9 GB at the 2.7B shape (DESIGN.md 3).
+MAX_CACHED_PREFIXES = 2
+# CTranslate2's "no seed" value: threads seed themselves from std::random_device.
+_UNSEEDED = 2**32 - 1
+
+
+class PygModel:
+    """A pyg-edge model folder (from `pyg-edge convert`) ready to generate.
+
+    Args:
+      path: The converted model folder.
+      device: "auto" (CUDA when a GPU is visible), "cpu" or "cuda".
+      compute_type: "auto" for the fastest exact type on the device, or any type
+        CTranslate2 accepts ("int8", "float32", "int8_float16", ...).
+      cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
+      seed: Seeds sampling at load: the same seed and the same calls give the same text.
+
+    Raises:
+      ModelLoadError: the folder is not a converted model, or the device refuses it.
+    """
+
+    def __init__(self, path, device: str = "auto", compute_type: str = "auto",
+                 cpu_threads: int = 0, seed: int | None = None):
+        self.path = os.fspath(path)
+        self.metadata = read_metadata(self.path)
+        if device not in DEVICES:
+            expected = ", ".join(DEVICES)
+            raise ModelLoadError(f"unknown device {device!r}; expected one of: {expected}")
+        self.device = _pick_device(device)
+        self.compute_type = (
+            _auto_compute_type(self.metadata["quantization"], self.device)
+            if compute_type == "auto" else compute_type
+        )
+        self._cpu_threads = cpu_threads
+        self._lock = threading.Lock()
+        self._generator = None
+        self._fresh_seed = None
+        self._cached_prefixes = set()
+        self._load_generator(seed)
+        self.tokenizer = TextTokenizer.from_model_folder(self.path)
+        logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
+
+    def _load_generator(self, seed: int | None) -> None:
+        """(Re)creates the CTranslate2 generator, its sampler seeded with seed if given.
+
+        CTranslate2 seeds each worker thread's random generator once, when that thread
+        first samples (OpenNMT/CTranslate2#1757), so a seed only takes effect on a new
+        generator: with one worker thread, the same seed then gives the same outputs.
+        """
+        if self._generator is not None:
+            self._generator.unload_model()
+            self._generator = None
+        ctranslate2.set_random_seed(_UNSEEDED if seed is None else seed)
+        try:
+            self._generator = ctranslate2.Generator(
+                self.path, device=self.device, compute_type=self.compute_type,
+                intra_threads=self._cpu_threads, inter_threads=1,
+            )
+        except (RuntimeError, ValueError) as error:
+            raise ModelLoadError(f"cannot load {self.path} on {self.device}: {error}") from None
+        self._fresh_seed = seed
+        self._cached_prefixes = set()
+
+    @property
+    def context_length(self) -> int:
+        return self.metadata["context_length"]
+
+    def stream(
+        self,
+        prompt,
+        options: SamplingOptions | None = None,
+        cancel: threading.Event | None = None,
+        **overrides,
+    ) -> Iterator[str]:
+        """Generates a continuation of prompt, yielding text as it is produced.
+
+        Yielded text never holds part of a stop string or of a UTF-8 character. Stop
+        iterating, or set cancel, to end generation early.
+
+        Args:
+          prompt: A str, or a Prompt from build_prompt (its stop strings then apply, and
+            its static prefix is cached across calls).
+          options: Sampling options (defaults: SamplingOptions()).
+          cancel: An Event that stops generation when set.
+          **overrides: Fields of SamplingOptions to change for this call.
+
+        Raises:
+          PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
+        """
+        options = (options or SamplingOptions()).with_overrides(**overrides)
+        text = prompt.text if isinstance(prompt, Prompt) else prompt
+        stops = options.stop + (prompt.stop_strings if isinstance(prompt, Prompt) else ())
+        static = prompt.static_prefix if isinstance(prompt, Prompt) else ""
+        ids = self.tokenizer.encode(text)
+        self._check_fits(len(ids), options.max_new_tokens)
+        static_ids, dynamic_ids = self._split_static(ids, text, static)
+        yield from self._stream_ids(static_ids, dynamic_ids, options, StopFilter(stops), cancel)
+
+    def generate(self, prompt, options: SamplingOptions | None = None, **overrides) -> str:
+        """Like stream(), but returns the whole text."""
+        return "".join(self.stream(prompt, options, **overrides))
+
+    def close(self) -> None:
+        """Frees the model's memory; the object cannot generate afterwards."""
+        if self._generator is not None:
+            self._generator.unload_model()
+            self._generator = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_fits(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        if prompt_tokens + max_new_tokens > self.context_length:
+            raise PromptTooLongError(
+                f"prompt is {prompt_tokens} tokens and max_new_tokens {max_new_tokens}, "
+                f"the context is {self.context_length}: shorten the prompt or lower max_new_tokens"
+            )
+
+    def _split_static(self, ids: list, text: str, static: str) -> tuple:
+        """Splits ids where the static prefix ends, at a token boundary of the whole text.
+
+        Cutting the token list of the whole text (never tokenizing the parts apart) keeps
+        the model input identical to an uncached run.
+        """
+        if not static or not text.startswith(static):
+            return [], ids
+        decoded, cut = b"", 0
+        limit = len(static.encode("utf-8"))
+        for i, token_id in enumerate(ids):
+            decoded += self.tokenizer.token_bytes(token_id)
+            if len(decoded) > limit:
+                break
+            cut = i + 1
+        cut = min(cut, len(ids) - 1)  # CTranslate2 needs at least one token after the prefix
+        return ids[:cut], ids[cut:]
+
+    def _stream_ids(self, static_ids, dynamic_ids, options, stop_filter, cancel):
+        tokens = self.tokenizer.tokens
+        kwargs = options.ctranslate2_kwargs()
+        banned = self._banned_sequences(options.banned)
+        decoder = self.tokenizer.stream_decoder()
+        eos = self.metadata["eos_token_id"]
+        with self._lock:
+            if options.seed is not None and options.seed != self._fresh_seed:
+                self._load_generator(options.seed)  # costs a model load: see _load_generator
+            self._fresh_seed = None
+            self._remember_prefix(tuple(static_ids))
+            steps = self._generator.generate_tokens(
+                tokens(dynamic_ids),
+                static_prompt=tokens(static_ids) or None,
+                suppress_sequences=banned or None,
+                end_token=tokens([eos]),
+                **kwargs,
+            )
+            try:
+                for step in steps:
+                    if step.token_id == eos:
+                        break
+                    piece = stop_filter.push(decoder.push(step.token_id))
+                    if piece:
+                        yield piece
+                    if stop_filter.stopped or (cancel is not None and cancel.is_set()):
+                        return
+                tail = stop_filter.push(decoder.flush())
+                tail += "" if stop_filter.stopped else stop_filter.finish()
+                if tail:
+                    yield tail
+            finally:
+                steps.close()
+
+    def _remember_prefix(self, static_ids: tuple) -> None:
+        """Bounds CTranslate2's static-prompt cache, which keeps every prefix it has seen.
+
+        It offers no eviction, so past MAX_CACHED_PREFIXES distinct prefixes the generator
+        is reloaded, which empties the cache (a model load, once in a while).
+        """
+        if not static_ids or static_ids in self._cached_prefixes:
+            return
+        if len(self._cached_prefixes) >= MAX_CACHED_PREFIXES:
+            logger.info("dropping %d cached prompt prefixes", len(self._cached_prefixes))
+            self._load_generator(None)
+        self._cached_prefixes.add(static_ids)
+
+    def _banned_sequences(self, banned: tuple) -> list:
+        variants = {tuple(self.tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
+        return [self.tokenizer.tokens(list(v)) for v in variants if v]
+
+
+def read_metadata(path: str) -> dict:
+    """Reads pyg_edge.json from a converted model folder.
+
+    Raises:
+      ModelLoadError: the folder or its metadata is missing or unreadable.
+    """
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"{path} is not a folder: pass a model made by `pyg-edge convert`")
+    try:
+        with open(os.path.join(path, METADATA_FILE), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ModelLoadError(
+            f"{path} has no {METADATA_FILE}: convert the checkpoint first with "
+            "`pyg-edge convert SRC DEST`"
+        ) from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"cannot read {METADATA_FILE} in {path}: {error}") from None
+
+
+def _pick_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise ModelLoadError("device cuda asked for, but CTranslate2 sees no CUDA GPU")
+    return device
+
+
+def _auto_compute_type(quantization: str, device: str) -> str:
+    """The fastest exact compute type for weights of this quantization on this device."""
+    if device == "cpu":
+        # CTranslate2's CPU backend computes in int8 or float32 only.
+        return "int8" if quantization.startswith("int8") else "float32"
+    if quantization.startswith("int8"):
+        return "int8_bfloat16" if quantization == "int8_bfloat16" else "int8_float16"
+    return {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}[quantization]

@@ -1,0 +1,68 @@
+"""Sampling options, with Pygmalion's own defaults."""
+
+from dataclasses import dataclass, field, fields, replace
+
+DEFAULT_BANNED = ("Persona:", "Scenario:", "<START>")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to pick tokens. Defaults are PygmalionAI gradio-ui's.
+
+    Attributes:
+      temperature: Softmax temperature; 0 means greedy (always the likeliest token).
+      top_k: Sample among the k likeliest tokens; 0 means no limit.
+      top_p: Sample among the likeliest tokens whose probabilities sum to p; 1 means no limit.
+      repetition_penalty: Above 1 makes tokens already in the text less likely.
+      no_repeat_ngram_size: Never repeat an n-gram of this size; 0 turns it off.
+      max_new_tokens: Most tokens to generate.
+      seed: Seeds sampling for repeatable output; None for a different reply each time.
+      stop: Strings that end the reply (not included in it).
+      banned: Strings the model may not write.
+    """
+
+    temperature: float = 0.5
+    top_k: int = 0
+    top_p: float = 0.9
+    repetition_penalty: float = 1.05
+    no_repeat_ngram_size: int = 0
+    max_new_tokens: int = 196
+    seed: int | None = None
+    stop: tuple = ()
+    banned: tuple = field(default=DEFAULT_BANNED)
+
+    def __post_init__(self):
+        checks = [
+            ("temperature", self.temperature >= 0, ">= 0"),
+            ("top_k", self.top_k >= 0, ">= 0"),
+            ("top_p", 0 < self.top_p <= 1, "in (0, 1]"),
+            ("repetition_penalty", self.repetition_penalty > 0, "> 0"),
+            ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0, ">= 0"),
+            ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+        ]
+        for name, valid, expected in checks:
+            if not valid:
+                raise ValueError(f"{name} is {getattr(self, name)!r}, expected {expected}")
+
+    def with_overrides(self, **overrides) -> "SamplingOptions":
+        """A copy with some fields changed; unknown names raise a TypeError listing valid ones."""
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise TypeError(
+                f"unknown sampling option {sorted(unknown)[0]!r}; expected one of: "
+                + ", ".join(sorted(known))
+            )
+        return replace(self, **overrides)
+
+    def ctranslate2_kwargs(self) -> dict:
+        """The matching arguments of ctranslate2.Generator.generate_tokens."""
+        greedy = self.temperature == 0
+        return {
+            "max_length": self.max_new_tokens,
+            "sampling_temperature": 1.0 if greedy else self.temperature,
+            "sampling_topk": 1 if greedy else self.top_k,
+            "sampling_topp": 1.0 if greedy else self.top_p,
+            "repetition_penalty": self.repetition_penalty,
+            "no_repeat_ngram_size": self.no_repeat_ngram_size,
+        }

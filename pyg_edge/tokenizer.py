@@ -1,0 +1,84 @@
+"""Byte-level BPE text <-> token ids, and decoding a stream of ids without breaking characters."""
+
+import codecs
+import functools
+import json
+import os
+
+from tokenizers import Tokenizer
+
+
+@functools.lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict:
+    """GPT-2's byte-level alphabet: printable bytes map to themselves, the rest above 255."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]
+    mapping, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            mapping[chr(byte)] = byte
+        else:
+            mapping[chr(256 + extra)] = byte
+            extra += 1
+    return mapping
+
+
+def token_bytes(token: str) -> bytes:
+    """The bytes a byte-level token stands for; added tokens (e.g. <|endoftext|>) as UTF-8."""
+    table = _unicode_to_byte()
+    if all(c in table for c in token):
+        return bytes(table[c] for c in token)
+    return token.encode("utf-8")
+
+
+class TextTokenizer:
+    """Encodes text to ids and back, and gives CTranslate2 the token strings it expects.
+
+    Args:
+      tokenizer_file: Path to tokenizer.json.
+      vocabulary: The CTranslate2 vocabulary (token string per id).
+    """
+
+    def __init__(self, tokenizer_file: str, vocabulary: list):
+        self._tokenizer = Tokenizer.from_file(tokenizer_file)
+        self.vocabulary = vocabulary
+        self._bytes = [token_bytes(t) for t in vocabulary]
+
+    @classmethod
+    def from_model_folder(cls, path: str) -> "TextTokenizer":
+        """The tokenizer of a converted model folder (tokenizer.json, vocabulary.json)."""
+        with open(os.path.join(path, "vocabulary.json"), encoding="utf-8") as f:
+            vocabulary = json.load(f)
+        return cls(os.path.join(path, "tokenizer.json"), vocabulary)
+
+    def encode(self, text: str) -> list:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def count(self, text: str) -> int:
+        return len(self.encode(text))
+
+    def decode(self, ids: list) -> str:
+        return b"".join(self._bytes[i] for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self._bytes[token_id]
+
+    def tokens(self, ids: list) -> list:
+        return [self.vocabulary[i] for i in ids]
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self._bytes)
+
+
+class StreamDecoder:
+    """Turns ids into text as they arrive, holding back bytes of an unfinished character."""
+
+    def __init__(self, token_bytes_by_id: list):
+        self._bytes = token_bytes_by_id
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def push(self, token_id: int) -> str:
+        return self._utf8.decode(self._bytes[token_id])
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
