@@ -16,6 +16,10 @@ from pyg_edge.errors import ChatFileError
 from pyg_edge.prompt import Message, Prompt, build_prompt
 from pyg_edge.sampling import SamplingOptions
 
+# Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
+# turn) so that the next turns stay fast.
+UNCACHED_TAIL_TOKENS = 256
+
 
 class ChatSession:
     """A conversation between the user and a character on a model.
@@ -32,6 +36,8 @@ class ChatSession:
         self.model = model
         self.character = character
         self.options = options or SamplingOptions()
+        self._first = 0  # history before this index is left out of prompts
+        self._frozen = 0  # messages from _first on that belong to the cached prefix
         if history is not None:
             self.history = list(history)
         else:
@@ -41,13 +47,13 @@ class ChatSession:
     def send(self, text: str, cancel=None) -> Iterator[str]:
         """Adds the user's message and streams the character's reply."""
         self.history.append(Message(USER, text.strip(), is_user=True))
-        return self._reply(cancel)
+        return self.reply(cancel)
 
     def regenerate(self, cancel=None) -> Iterator[str]:
         """Replaces the character's last reply with a new one, streamed."""
         if self.history and not self.history[-1].is_user:
             self.history.pop()
-        return self._reply(cancel)
+        return self.reply(cancel)
 
     def undo(self) -> list:
         """Removes the last exchange (the user's last message and what followed it).
@@ -67,9 +73,32 @@ class ChatSession:
         self.history[index] = Message(old.speaker, text.strip(), old.is_user)
 
     def prompt(self) -> Prompt:
-        """The prompt that the next reply is generated from."""
-        return build_prompt(self.character, self.history, None, self.model.tokenizer.count,
-                            self.model.context_length, self.options.max_new_tokens)
+        """The prompt that the next reply is generated from.
+
+        Its static prefix (persona, examples and a frozen block of older messages) stays
+        the same for several turns, so the model reuses its cached state: history is
+        trimmed in large steps, and the frozen block only moves on once the uncached tail
+        grows past UNCACHED_TAIL_TOKENS.
+        """
+        self._first = min(self._first, len(self.history))
+        self._frozen = min(self._frozen, len(self.history) - self._first)
+        prompt = self._build()
+        if prompt.dropped_messages > self._first:
+            self._first = self._build(slack=self.model.context_length // 4).dropped_messages
+            self._frozen = 0
+            prompt = self._build()
+        count = self.model.tokenizer.count
+        if prompt.token_count - count(prompt.static_prefix) > UNCACHED_TAIL_TOKENS:
+            self._frozen = len(self.history) - self._first
+            prompt = self._build()
+        return prompt
+
+    def _build(self, slack: int = 0) -> Prompt:
+        return build_prompt(
+            self.character, self.history, None, self.model.tokenizer.count,
+            self.model.context_length - slack, self.options.max_new_tokens,
+            first_message=self._first, static_messages=self._frozen,
+        )
 
     def save(self, path) -> None:
         """Writes the chat as SillyTavern JSONL, atomically."""
@@ -79,7 +108,8 @@ class ChatSession:
         """Replaces the history with a saved chat's."""
         self.history = read_chat(path, self.character.name)
 
-    def _reply(self, cancel) -> Iterator[str]:
+    def reply(self, cancel=None) -> Iterator[str]:
+        """Streams the character's reply to the history as it stands, and records it."""
         pieces = []
         try:
             for piece in self.model.stream(self.prompt(), self.options, cancel=cancel):

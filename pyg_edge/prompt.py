@@ -50,7 +50,7 @@ class Prompt:
       static_prefix: The leading part that stays the same from turn to turn (persona,
         scenario and example dialogue): worth caching.
       token_count: Tokens in text.
-      dropped_messages: Oldest history messages left out to fit the budget.
+      dropped_messages: Oldest history messages left out (to fit, or before first_message).
       dropped_examples: Example dialogue blocks left out to fit the budget.
     """
 
@@ -69,6 +69,8 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     max_context: int,
     max_new_tokens: int,
+    first_message: int = 0,
+    static_messages: int = 0,
 ) -> Prompt:
     """Assembles the prompt for the character's next reply, fitted to the context.
 
@@ -82,6 +84,9 @@ def build_prompt(
       count_tokens: Counts the tokens of a text.
       max_context: The model's context length in tokens.
       max_new_tokens: Tokens to leave free for the reply.
+      first_message: Leave out history before this index, fit or not.
+      static_messages: Also count this many history messages from first_message on as
+        part of the static prefix, when all of them are in the prompt.
 
     Raises:
       PromptTooLongError: persona, scenario and message alone do not fit.
@@ -97,23 +102,29 @@ def build_prompt(
             f"with {max_new_tokens} kept for the reply: shorten them or lower max_new_tokens"
         )
     examples = _fit_examples(character.example_dialogue, count_tokens, budget - fixed)
-    rendered = [m.render() for m in history]
-    kept = _fit_newest(rendered, count_tokens, budget - fixed - _cost(examples, count_tokens))
     static = header + [line for block in examples for line in ("<START>", block)]
-    lines = static + ["<START>"] + rendered[len(rendered) - kept:] + turn
-    text = "\n".join(lines)
+    rendered = [m.render() for m in history[first_message:]]
+    kept = _fit_newest(rendered, count_tokens, budget - fixed - _cost(examples, count_tokens))
     # Lines counted apart can merge at their joins; trim further on the rare overshoot.
-    while (tokens := count_tokens(text)) > budget and kept:
+    while (tokens := count_tokens(_join(static, rendered[len(rendered) - kept:], turn))) > budget:
+        if not kept:
+            break
         kept -= 1
-        text = "\n".join(static + ["<START>"] + rendered[len(rendered) - kept:] + turn)
+    chat = rendered[len(rendered) - kept:]
+    frozen = static_messages if 0 < static_messages <= len(chat) == len(rendered) else 0
+    static_lines = static + (["<START>"] + chat[:frozen] if frozen else [])
     return Prompt(
-        text=text,
+        text=_join(static, chat, turn),
         stop_strings=stop_strings(character, history),
-        static_prefix="\n".join(static) + "\n" if static else "",
+        static_prefix="\n".join(static_lines) + "\n" if static_lines else "",
         token_count=tokens,
-        dropped_messages=len(rendered) - kept,
+        dropped_messages=len(history) - kept,
         dropped_examples=len(character.example_dialogue) - len(examples),
     )
+
+
+def _join(static: list, chat: list, turn: list) -> str:
+    return "\n".join(static + ["<START>"] + chat + turn)
 
 
 def _header_lines(character: Character) -> list:

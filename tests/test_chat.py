@@ -1,5 +1,6 @@
 """ChatSession: greeting, send, regenerate, undo, edit, atomic save/load, SillyTavern import."""
 
+import itertools
 import json
 import os
 
@@ -114,3 +115,40 @@ def test_a_broken_chat_file_is_named(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ChatFileError, match=message):
         read_chat(path)
+
+
+def long_chat(session, turns):
+    for i in range(turns):
+        session.history.append(Message("You", f"Tell me story number {i}, please.", True))
+        session.history.append(Message("Aqua", f"Story {i}: once upon a time there was a sea."))
+
+
+def test_the_cached_prefix_stays_put_until_the_tail_grows(tiny_model, monkeypatch):
+    from pyg_edge import chat
+
+    monkeypatch.setattr(chat, "UNCACHED_TAIL_TOKENS", 60)
+    session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30))
+    long_chat(session, 2)
+    prefixes = []
+    for i in range(8):
+        session.history.append(Message("You", f"Question {i}?", True))
+        prompt = session.prompt()
+        assert prompt.text.startswith(prompt.static_prefix)
+        count = tiny_model.tokenizer.count
+        assert prompt.token_count - count(prompt.static_prefix) <= 60 + 15
+        prefixes.append(prompt.static_prefix)
+        session.history.append(Message("Aqua", f"Answer {i}."))
+    changes = sum(a != b for a, b in itertools.pairwise(prefixes))
+    assert 0 < changes < 4  # frozen for several turns at a time
+
+
+def test_history_is_trimmed_in_large_steps(tiny_model):
+    session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30))
+    long_chat(session, 20)
+    first = session.prompt()
+    assert first.dropped_messages > 0 and first.token_count <= 256 - 30
+    session.history.append(Message("You", "One more?", True))
+    second = session.prompt()
+    # The first trim left room (a quarter of the context), so no message was dropped now.
+    assert second.dropped_messages == first.dropped_messages
+    assert first.token_count <= 256 - 30 - 256 // 4 + 10

@@ -105,3 +105,15 @@ def test_auto_picks_cpu_int8_for_an_int8_model(converted):
     with PygModel(converted("neo_w16_safetensors_f32", "int8")) as model:
         assert (model.device, model.compute_type) == ("cpu", "int8")
         assert model.generate(PROMPT, GREEDY, max_new_tokens=5)
+
+
+def test_generation_stats_count_tokens_and_the_cached_prefix(tiny_model):
+    persona = "Aqua's Persona: A goddess of water.\n<START>\n"
+    text = persona + "You: hi\nAqua:"
+    count = tiny_model.tokenizer.count(text)
+    list(tiny_model.stream(Prompt(text, (), persona, count), GREEDY, max_new_tokens=7))
+    stats = tiny_model.last_generation
+    assert stats.prompt_tokens == count and 0 < stats.cached_tokens < count
+    assert tiny_model.tokenizer.decode(tiny_model.tokenizer.encode(text)[:stats.cached_tokens]) \
+        == persona
+    assert stats.new_tokens <= 7 and 0 < stats.first_token_seconds <= stats.seconds
