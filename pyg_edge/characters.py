@@ -47,6 +47,12 @@ def load_character(path) -> Character:
         raw = path.read_bytes()
     except OSError as error:
         raise CharacterError(f"cannot read character card {path}: {error.strerror}") from None
+    return character_from_bytes(raw, path.name)
+
+
+def character_from_bytes(raw: bytes, source: str = "card") -> Character:
+    """Builds a Character from the bytes of a .json or .png card (e.g. an upload)."""
+    path = Path(source)
     text = _png_card_text(raw, path) if raw.startswith(_PNG_SIGNATURE) else _utf8(raw, path)
     try:
         card = json.loads(text)

@@ -129,6 +129,28 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
     click.echo()
 
 
+@main.command()
+@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; only this machine can connect by default.")
+@click.option("--port", default=5001, show_default=True, help="KoboldCpp's usual port.")
+@click.option("--api-key", envvar="PYG_EDGE_API_KEY", default="",
+              help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
+@click.option("--max-length", default=512, show_default=True,
+              help="The most new tokens one request may ask for.")
+@model_options
+def serve(model_path, host, port, api_key, max_length, device, compute_type, threads):
+    """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page."""
+    try:
+        from pyg_edge.server import serve as run_server
+    except ImportError:
+        raise click.ClickException(
+            "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
+    with _user_errors():
+        run_server(model_path, host, port, api_key, max_length, device=device,
+                   compute_type=compute_type, cpu_threads=threads)
+
+
 def _chat_loop(session: ChatSession) -> None:
     name = session.character.name
     interactive = sys.stdin.isatty()

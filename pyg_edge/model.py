@@ -36,6 +36,8 @@ class GenerationStats:
       new_tokens: Tokens generated (the end token not counted).
       first_token_seconds: From the call to the first generated token.
       seconds: From the call to the end of generation.
+      finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
+        or "cancelled".
     """
 
     prompt_tokens: int = 0
@@ -43,6 +45,7 @@ class GenerationStats:
     new_tokens: int = 0
     first_token_seconds: float = 0.0
     seconds: float = 0.0
+    finish_reason: str = "length"
 
 
 class PygModel:
@@ -120,8 +123,9 @@ class PygModel:
         iterating, or set cancel, to end generation early.
 
         Args:
-          prompt: A str, or a Prompt from build_prompt (its stop strings then apply, and
-            its static prefix is cached across calls).
+          prompt: A str, continued as it is (a raw completion), or a Prompt from
+            build_prompt: its stop strings then apply, its static prefix is cached across
+            calls, and the reply is trimmed of surrounding whitespace.
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
           **overrides: Fields of SamplingOptions to change for this call.
@@ -130,16 +134,18 @@ class PygModel:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
         """
         options = (options or SamplingOptions()).with_overrides(**overrides)
-        text = prompt.text if isinstance(prompt, Prompt) else prompt
-        stops = options.stop + (prompt.stop_strings if isinstance(prompt, Prompt) else ())
-        static = prompt.static_prefix if isinstance(prompt, Prompt) else ""
+        chat = isinstance(prompt, Prompt)
+        text = prompt.text if chat else prompt
+        stops = options.stop + (prompt.stop_strings if chat else ())
+        static = prompt.static_prefix if chat else ""
         started = time.monotonic()
         ids = self.tokenizer.encode(text)
         self._check_fits(len(ids), options.max_new_tokens)
         static_ids, dynamic_ids = self._split_static(ids, text, static)
         self.last_generation = stats = GenerationStats(len(ids), len(static_ids))
         try:
-            yield from self._stream_ids(static_ids, dynamic_ids, options, StopFilter(stops),
+            stop_filter = StopFilter(stops, trim=chat)  # raw completions keep their spaces
+            yield from self._stream_ids(static_ids, dynamic_ids, options, stop_filter,
                                         cancel, stats, started)
         finally:
             stats.seconds = time.monotonic() - started
@@ -192,6 +198,8 @@ class PygModel:
         decoder = self.tokenizer.stream_decoder()
         eos = self.metadata["eos_token_id"]
         with self._lock:
+            if self._generator is None:
+                raise ModelLoadError(f"{self.path} was closed: load the model again")
             if options.seed is not None and options.seed != self._fresh_seed:
                 self._load_generator(options.seed)  # costs a model load: see _load_generator
             self._fresh_seed = None
@@ -206,6 +214,7 @@ class PygModel:
             try:
                 for step in steps:
                     if step.token_id == eos:
+                        stats.finish_reason = "stop"
                         break
                     stats.new_tokens += 1
                     if stats.new_tokens == 1:
@@ -213,7 +222,11 @@ class PygModel:
                     piece = stop_filter.push(decoder.push(step.token_id))
                     if piece:
                         yield piece
-                    if stop_filter.stopped or (cancel is not None and cancel.is_set()):
+                    if stop_filter.stopped:
+                        stats.finish_reason = "stop"
+                        return
+                    if cancel is not None and cancel.is_set():
+                        stats.finish_reason = "cancelled"
                         return
                 tail = stop_filter.push(decoder.flush())
                 tail += "" if stop_filter.stopped else stop_filter.finish()

@@ -4,17 +4,17 @@
 class StopFilter:
     """Passes streamed text on, holding back whatever might begin a stop string.
 
-    Also trims the reply: leading whitespace is dropped, and trailing whitespace is only
-    released once more text follows it.
-
     Args:
       stop_strings: Strings that end the reply; the reply ends before the first one.
+      trim: Trim the reply, as a chat shows it: leading whitespace is dropped, and trailing
+        whitespace only released once more text follows it. Raw completions keep both.
     """
 
-    def __init__(self, stop_strings):
+    def __init__(self, stop_strings, trim: bool = True):
         self._stops = tuple(s for s in stop_strings if s)
         self._pending = ""
-        self._started = False
+        self._started = not trim
+        self._trim = trim
         self.stopped = False
 
     def push(self, text: str) -> str:
@@ -28,19 +28,22 @@ class StopFilter:
         cut = min((i for i in (self._pending.find(s) for s in self._stops) if i >= 0), default=-1)
         if cut >= 0:
             self.stopped = True
-            out, self._pending = self._pending[:cut].rstrip(), ""
+            out, self._pending = self._strip_end(self._pending[:cut]), ""
             return out
         # Hold what may begin a stop string, and the whitespace before it (a reply that
         # ends there is trimmed).
         shown = self._pending[: len(self._pending) - self._partial_stop_length()]
-        out = shown.rstrip()
+        out = self._strip_end(shown)
         self._pending = self._pending[len(out):]
         return out
 
     def finish(self) -> str:
         """Ends the reply; returns held-back text that turned out not to be a stop string."""
-        out, self._pending = self._pending.rstrip(), ""
+        out, self._pending = self._strip_end(self._pending), ""
         return out
+
+    def _strip_end(self, text: str) -> str:
+        return text.rstrip() if self._trim else text
 
     def _partial_stop_length(self) -> int:
         """Length of the longest end of the pending text that begins some stop string."""

@@ -57,6 +57,13 @@ class TextTokenizer:
     def count(self, text: str) -> int:
         return len(self.encode(text))
 
+    def keep_last(self, text: str, max_tokens: int) -> str:
+        """text cut from the left to its last max_tokens tokens (a cut character is dropped)."""
+        ids = self.encode(text)
+        if len(ids) <= max_tokens:
+            return text
+        return self.decode(ids[len(ids) - max_tokens:]).lstrip("\ufffd")
+
     def decode(self, ids: list) -> str:
         return b"".join(self._bytes[i] for i in ids).decode("utf-8", errors="replace")
 

@@ -117,3 +117,25 @@ def test_generation_stats_count_tokens_and_the_cached_prefix(tiny_model):
     assert tiny_model.tokenizer.decode(tiny_model.tokenizer.encode(text)[:stats.cached_tokens]) \
         == persona
     assert stats.new_tokens <= 7 and 0 < stats.first_token_seconds <= stats.seconds
+
+
+def test_a_closed_model_says_so(converted):
+    model = PygModel(converted("neo_w16_safetensors_f32"), device="cpu")
+    model.close()
+    with pytest.raises(ModelLoadError, match="was closed"):
+        model.generate(PROMPT, GREEDY)
+
+
+def test_finish_reasons(tiny_model):
+    list(tiny_model.stream(PROMPT, GREEDY, max_new_tokens=3))
+    assert tiny_model.last_generation.finish_reason == "length"
+    full = greedy_text(tiny_model)
+    list(tiny_model.stream(PROMPT, GREEDY, stop=(full[5:8],)))
+    assert tiny_model.last_generation.finish_reason == "stop"
+
+
+def test_a_raw_completion_keeps_its_leading_space(tiny_model):
+    text = greedy_text(tiny_model)
+    assert text == "".join(tiny_model.stream(PROMPT, GREEDY))
+    chat = Prompt(PROMPT, (), "", tiny_model.tokenizer.count(PROMPT))
+    assert tiny_model.generate(chat, GREEDY) == text.strip()

@@ -1,0 +1,8 @@
+"""pyg-edge's local HTTP server: KoboldAI, KoboldCpp and OpenAI-style APIs, and a web chat page.
+
+Needs the `server` extra (aiohttp): pip install 'pyg-edge[server]'.
+"""
+
+from pyg_edge.server.app import create_app, serve
+
+__all__ = ["create_app", "serve"]

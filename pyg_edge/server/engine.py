@@ -1,0 +1,98 @@
+"""One model, one generation at a time: requests wait their turn in arrival order.
+
+CTranslate2 generates in a worker thread; pieces cross into the event loop through a
+queue. Each generation has a cancel Event, set by /api/extra/abort, by a client that
+goes away, or when the request's handler ends early.
+"""
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+
+from pyg_edge.model import GenerationStats
+
+_DONE = object()
+
+
+class GenerationQueue:
+    """Serialises generations on one model, fairly (first come, first served).
+
+    Args:
+      model: A PygModel.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self._turn = asyncio.Lock()  # asyncio.Lock wakes its waiters in FIFO order
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyg-edge-gen")
+        self._active: dict = {}  # cancel Event -> the client's key (KoboldCpp's genkey)
+        self._running = None
+
+    async def stream(self, prompt, options, cancel: threading.Event,
+                     stats: GenerationStats, key: str = "") -> AsyncIterator[str]:
+        """Yields the text pieces of one generation once its turn comes.
+
+        Args:
+          prompt, options: As for PygModel.stream.
+          cancel: Ends this generation, running or still waiting, when set.
+          stats: Filled with the generation's figures when it ends.
+          key: Lets abort(key) find this generation.
+        """
+        self._active[cancel] = key
+        try:
+            async with self._turn:
+                if cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    return
+                self._running = cancel
+                async for piece in self._generate(prompt, options, cancel, stats):
+                    yield piece
+        finally:
+            self._running = None if self._running is cancel else self._running
+            self._active.pop(cancel, None)
+
+    def abort(self, key: str = "") -> bool:
+        """Cancels the generation started with key, else the running one.
+
+        Returns:
+          Whether a generation was cancelled.
+        """
+        targets = [e for e, k in self._active.items() if k == key] if key else [self._running]
+        for event in targets:
+            if event is not None:
+                event.set()
+        return any(e is not None for e in targets)
+
+    def close(self) -> None:
+        for event in list(self._active):
+            event.set()
+        self._worker.shutdown(wait=True)
+
+    async def _generate(self, prompt, options, cancel, stats) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def work():
+            try:
+                for piece in self.model.stream(prompt, options, cancel=cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+            except Exception as error:  # noqa: BLE001  handed to the request that asked
+                loop.call_soon_threadsafe(queue.put_nowait, error)
+            finally:
+                final = self.model.last_generation
+                loop.call_soon_threadsafe(queue.put_nowait, (_DONE, final))
+
+        task = loop.run_in_executor(self._worker, work)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, tuple) and item and item[0] is _DONE:
+                    stats.__dict__.update(item[1].__dict__)
+                    return
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            cancel.set()  # a no-op after a normal end; stops the worker otherwise
+            await task

@@ -1,0 +1,70 @@
+"""The built-in web chat page in a real headless Chromium (Debian's chromium + chromedriver).
+
+.ci/run installs both; on a machine without them this test is skipped, saying why.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pyg_edge.sampling import SamplingOptions
+from server_harness import RunningServer
+from test_characters import TAVERN_V1, b64, png_with_text
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
+
+
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--window-size=1000,700"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_upload_a_card_chat_and_regenerate_in_a_real_browser(tiny_model, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    server = RunningServer(tiny_model, defaults=SamplingOptions(max_new_tokens=24))
+    try:
+        card = tmp_path / "aqua.png"
+        card.write_bytes(png_with_text({"chara": b64(TAVERN_V1)}))
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        assert browser.title == "pyg-edge chat"
+        wait = WebDriverWait(browser, 30)
+        browser.find_element(By.ID, "card").send_keys(str(card))
+        wait.until(lambda b: b.find_element(By.ID, "char-name").text == "Aqua")
+        messages = browser.find_elements(By.CSS_SELECTOR, ".msg")
+        assert len(messages) == 1 and "Are you new here?" in messages[0].text
+
+        box = browser.find_element(By.ID, "message")
+        box.send_keys("Hello Aqua!", Keys.ENTER)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".msg")) == 3
+                   and b.find_element(By.ID, "status").text == "")
+        user, reply = browser.find_elements(By.CSS_SELECTOR, ".msg")[1:]
+        assert user.text.endswith("Hello Aqua!") and reply.text.startswith("Aqua")
+        assert len(reply.text) > len("Aqua")
+
+        browser.find_element(By.ID, "regen").click()
+        wait.until(lambda b: b.find_element(By.ID, "status").text == ""
+                   and len(b.find_elements(By.CSS_SELECTOR, ".msg")) == 3)
+        shots = Path(os.environ.get("PYG_EDGE_SCREENSHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        assert browser.save_screenshot(str(shots / "webchat.png"))
+        assert (shots / "webchat.png").read_bytes().startswith(b"\x89PNG")
+    finally:
+        server.stop()
