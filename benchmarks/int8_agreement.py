@@ -9,6 +9,7 @@ share of positions whose top-1 token agrees, and the largest logit difference. T
 float32 row is the baseline: it must agree everywhere.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def main():
                 logits = np.array(model.forward_batch([prompt]))[0]
                 agree = (logits.argmax(-1) == expected.argmax(-1)).mean()
                 cells.append(f"{agree:.1%} [{np.abs(logits - expected).max():.1e}]")
-            window = __import__("json").loads((dest / "pyg_edge.json").read_text())["window_size"]
+            window = json.loads((dest / "pyg_edge.json").read_text())["window_size"]
             print(f"| {name} | {len(prompt)} / {window} | " + " | ".join(cells) + " |")
 
 

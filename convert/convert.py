@@ -58,6 +58,7 @@ def convert_checkpoint(
     quantization: str = "int8",
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    exact_local_attention: bool = True,
 ) -> ConversionSummary:
     """Converts a local gpt-neo checkpoint folder into a CTranslate2 model folder.
 
@@ -70,6 +71,8 @@ def convert_checkpoint(
       quantization: One of QUANTIZATIONS.
       force: Replace dest if it exists.
       progress: Called as progress(done, total) after each conversion step.
+      exact_local_attention: False writes CTranslate2's plain sliding window instead,
+        which is not exact for prompts longer than the window: for measurements only.
 
     Raises:
       ConversionError: bad input, or dest cannot be written.
@@ -86,12 +89,12 @@ def convert_checkpoint(
     tokens = vocabulary(tokenizer, config.vocab_size)
 
     def write(folder: str) -> None:
-        _write_model_bin(folder, config, checkpoint.tensors, quantization, progress)
+        _write_model_bin(folder, config, checkpoint.tensors, quantization, progress,
+                         exact_local_attention)
         _write_ct2_config(folder, config, tokens)
         tokenizer.save(os.path.join(folder, "tokenizer.json"))
-        metadata = build_metadata(
-            config, checkpoint.config, checkpoint, quantization, _converter_version()
-        )
+        metadata = build_metadata(config, checkpoint.config, checkpoint, quantization,
+                                  _converter_version(), exact_local_attention)
         write_metadata(folder, metadata)
 
     _write_atomically(dest, force, write)
@@ -157,10 +160,10 @@ def _move_into_place(staging: str, dest: str, force: bool) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _write_model_bin(folder, config, tensors, quantization, progress) -> None:
-    steps = gpt_neo.conversion_steps(config, gpt_neo.tensor_getter(tensors))
+def _write_model_bin(folder, config, tensors, quantization, progress, exact) -> None:
+    steps = gpt_neo.conversion_steps(config, gpt_neo.tensor_getter(tensors), exact)
     with ModelBinWriter(os.path.join(folder, "model.bin"), _SPEC_NAME, _SPEC_REVISION) as out:
-        for name, value in gpt_neo.decoder_scalars(config):
+        for name, value in gpt_neo.decoder_scalars(config, exact):
             out.add(name, value)
         for done, step in enumerate(steps, start=1):
             for name, value, is_weight in step():

@@ -128,7 +128,7 @@ Variable = tuple
 Getter = Callable[[str, tuple], np.ndarray]
 
 
-def decoder_scalars(config: GptNeoConfig) -> Iterator[tuple]:
+def decoder_scalars(config: GptNeoConfig, exact: bool = True) -> Iterator[tuple]:
     """The decoder's fixed settings, as (name, numpy scalar)."""
     yield "decoder/num_heads", np.int16(config.num_heads)
     yield "decoder/pre_norm", np.int8(1)
@@ -138,21 +138,31 @@ def decoder_scalars(config: GptNeoConfig) -> Iterator[tuple]:
     for flag in ("alibi", "alibi_use_positive_positions", "scale_alibi",
                  "scale_embeddings", "start_from_zero_embedding"):
         yield f"decoder/{flag}", np.int8(0)
-    for i, kind in enumerate(ct2_layers(config)):
-        yield f"decoder/layer_{i}/self_attention/queries_scale", np.float32(1.0)
+    for i, kind in enumerate(ct2_layers(config, exact)):
+        scope = f"decoder/layer_{i}/self_attention"
+        yield f"{scope}/queries_scale", np.float32(1.0)
         head_dim = {"local": config.head_dim + 1, "zero": 1}.get(kind)
         if head_dim:
-            yield f"decoder/layer_{i}/self_attention/head_dim", np.int32(head_dim)
+            yield f"{scope}/head_dim", np.int32(head_dim)
+        if kind == "sliding":
+            yield f"{scope}/sliding_window", np.int32(config.window_size)
 
 
-def ct2_layers(config: GptNeoConfig) -> tuple:
-    """The CTranslate2 layers: the checkpoint's, after a "zero" layer if the first is local."""
+def ct2_layers(config: GptNeoConfig, exact: bool = True) -> tuple:
+    """The CTranslate2 layers: the checkpoint's, after a "zero" layer if the first is local.
+
+    Without exact, local layers become "sliding": CTranslate2's own sliding window, which
+    only trims the cache while generating, so a prompt read in one pass sees too far back.
+    That mode exists to measure what exactness is worth (benchmarks/quality_report.py).
+    """
+    if not exact:
+        return tuple("sliding" if kind == "local" else kind for kind in config.attention_layers)
     if config.attention_layers[0] == "local":
         return ("zero",) + config.attention_layers
     return config.attention_layers
 
 
-def conversion_steps(config: GptNeoConfig, get: Getter) -> list:
+def conversion_steps(config: GptNeoConfig, get: Getter, exact: bool = True) -> list:
     """The conversion as a list of steps, each returning the Variables it produces.
 
     Steps read their tensors only when called, so at most one layer's part is in memory.
@@ -167,10 +177,11 @@ def conversion_steps(config: GptNeoConfig, get: Getter) -> list:
     if not config.tie_word_embeddings:
         steps.append(lambda: [("decoder/projection/weight",
                                get("lm_head.weight", (config.vocab_size, h)), True)])
-    shift = len(ct2_layers(config)) - len(config.attention_layers)
+    layers = ct2_layers(config, exact)
+    shift = len(layers) - len(config.attention_layers)
     if shift:
         steps.append(lambda: _zero_layer(config))
-    for i, kind in enumerate(config.attention_layers):
+    for i, kind in enumerate(layers[shift:]):
         steps.append(lambda i=i, kind=kind: _attention(config, get, i, i + shift, kind == "local"))
         steps.append(lambda i=i: _feed_forward(config, get, i, i + shift))
     return steps

@@ -10,9 +10,8 @@ METADATA_FILE = "pyg_edge.json"
 FORMAT_VERSION = 1
 
 
-def build_metadata(
-    config: GptNeoConfig, source_config: dict, checkpoint, quantization: str, version: str
-) -> dict:
+def build_metadata(config: GptNeoConfig, source_config: dict, checkpoint, quantization: str,
+                   version: str, exact: bool = True) -> dict:
     """Collects the converted model's facts; the runtime reads them back, never guesses."""
     dtypes = Counter(ref.dtype for ref in checkpoint.tensors.values())
     return {
@@ -23,9 +22,12 @@ def build_metadata(
         "context_length": config.max_positions,
         "window_size": config.window_size,
         "attention_layers": list(config.attention_layers),
-        "local_attention": "exact (relative-position mask in an extra head dimension)",
+        "local_attention": (
+            "exact (relative-position mask in an extra head dimension)" if exact
+            else "inexact (CTranslate2 sliding window: a one-pass prompt sees too far back)"
+        ),
         # The CTranslate2 layers; "zero" is an added first layer that adds nothing.
-        "ct2_layers": list(ct2_layers(config)),
+        "ct2_layers": list(ct2_layers(config, exact)),
         "vocab_size": config.vocab_size,
         "bos_token_id": config.bos_token_id,
         "eos_token_id": config.eos_token_id,

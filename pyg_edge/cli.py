@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from pyg_edge import demo
 from pyg_edge.characters import load_character
 from pyg_edge.chat import ChatSession, read_chat
 from pyg_edge.errors import PygEdgeError
@@ -73,16 +74,24 @@ def sampling_options(command):
 
 
 @main.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path())
-@click.option("--character", "-c", "card", required=True, type=click.Path(),
-              help="Character card (.json or .png).")
+@click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
+@click.option("--character", "-c", "card", type=click.Path(),
+              help="Character card (.json or .png) [default: the demo's Robin].")
 @click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) to continue.")
 @model_options
 @sampling_options
 def chat(model_path, card, history, device, compute_type, threads, **sampling):
-    """Chat with a character in the terminal; also reads messages piped on stdin."""
+    """Chat with a character in the terminal; also reads messages piped on stdin.
+
+    Without MODEL, chats with the bundled demo model (converted on first use).
+    """
     with _user_errors():
-        character = load_character(card)
+        if model_path is None:
+            click.echo("Using the bundled demo model (a small GPT-Neo; see models/demo).",
+                       err=True)
+            with _ProgressBar("Converting the demo model") as progress:
+                model_path = demo.demo_model(progress)
+        character = load_character(card or demo.DEMO_CHARACTER)
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:

@@ -16,6 +16,8 @@ class SamplingOptions:
       repetition_penalty: Above 1 makes tokens already in the text less likely.
       no_repeat_ngram_size: Never repeat an n-gram of this size; 0 turns it off.
       max_new_tokens: Most tokens to generate.
+      min_new_tokens: Fewest tokens to generate before the end token may come (a chat
+        reply is never empty).
       seed: Seeds sampling for repeatable output; None for a different reply each time.
       stop: Strings that end the reply (not included in it).
       banned: Strings the model may not write.
@@ -27,6 +29,7 @@ class SamplingOptions:
     repetition_penalty: float = 1.05
     no_repeat_ngram_size: int = 0
     max_new_tokens: int = 196
+    min_new_tokens: int = 1
     seed: int | None = None
     stop: tuple = ()
     banned: tuple = field(default=DEFAULT_BANNED)
@@ -39,6 +42,8 @@ class SamplingOptions:
             ("repetition_penalty", self.repetition_penalty > 0, "> 0"),
             ("no_repeat_ngram_size", self.no_repeat_ngram_size >= 0, ">= 0"),
             ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+            ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens,
+             "in [0, max_new_tokens]"),
         ]
         for name, valid, expected in checks:
             if not valid:
@@ -60,6 +65,7 @@ class SamplingOptions:
         greedy = self.temperature == 0
         return {
             "max_length": self.max_new_tokens,
+            "min_length": self.min_new_tokens,
             "sampling_temperature": 1.0 if greedy else self.temperature,
             "sampling_topk": 1 if greedy else self.top_k,
             "sampling_topp": 1.0 if greedy else self.top_p,

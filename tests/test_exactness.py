@@ -1,6 +1,5 @@
 """Converted models against transformers' GPTNeoForCausalLM, through ctranslate2 alone."""
 
-import dataclasses
 import json
 
 import ctranslate2
@@ -8,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import CHECKPOINT_NAMES, CHECKPOINTS, reference
-from pyg_edge_convert import convert_checkpoint, gpt_neo
+from pyg_edge_convert import convert_checkpoint
 
 
 def generator(folder, compute_type="float32"):
@@ -72,19 +71,14 @@ def test_other_quantizations_load_and_stay_close(converted, quantization, comput
 
 
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
-def test_fixtures_fail_a_conversion_that_ignores_the_window(name, tmp_path, monkeypatch):
-    """Converting every layer as global must miss the reference, or these tests test nothing."""
-    parse = gpt_neo.parse_config
-
-    def all_global(config):
-        parsed = parse(config)
-        layers = ("global",) * len(parsed.attention_layers)
-        return dataclasses.replace(parsed, attention_layers=layers)
-
-    monkeypatch.setattr(gpt_neo, "parse_config", all_global)
-    convert_checkpoint(str(CHECKPOINTS / name), str(tmp_path / "plain"), "float32")
+def test_ctranslate2s_own_sliding_window_misses_the_reference(name, tmp_path):
+    """The inexact mode must miss the reference past the window, or these tests test nothing."""
+    convert_checkpoint(str(CHECKPOINTS / name), str(tmp_path / "plain"), "float32",
+                       exact_local_attention=False)
     ref = reference(name)
     logits = one_pass_logits(generator(tmp_path / "plain"), ref["prompt"])
     window = json.loads((CHECKPOINTS / name / "config.json").read_text())["window_size"]
     assert np.abs(logits[:window] - ref["logits"][:window]).max() < 1e-3
     assert (logits.argmax(-1) != ref["logits"].argmax(-1)).mean() > 0.05
+    metadata = json.loads((tmp_path / "plain" / "pyg_edge.json").read_text())
+    assert metadata["local_attention"].startswith("inexact")
