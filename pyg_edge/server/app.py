@@ -79,9 +79,7 @@ async def _errors_as_json(request, handler):
     """Every error a client can cause becomes a 4xx with a JSON body; the server goes on."""
     try:
         return await handler(request)
-    except BadRequest as error:
-        return _error(400, str(error))
-    except PygEdgeError as error:
+    except (BadRequest, PygEdgeError) as error:
         return _error(400, str(error))
     except web.HTTPException as error:
         if error.status < 400:
