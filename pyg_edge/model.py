@@ -78,8 +78,6 @@ class PygModel:
         self._cpu_threads = cpu_threads
         self._lock = threading.Lock()
         self._generator = None
-        self._fresh_seed = None
-        self._cached_prefixes = set()
         self.last_generation = GenerationStats()
         self._load_generator(seed)
         self.tokenizer = TextTokenizer.from_model_folder(self.path)
