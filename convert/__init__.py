@@ -6,7 +6,7 @@ Installed under the import name ``pyg_edge_convert`` (the folder is ``convert/``
 from pyg_edge_convert.convert import QUANTIZATIONS, ConversionSummary, convert_checkpoint
 from pyg_edge_convert.errors import ConversionError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "QUANTIZATIONS",

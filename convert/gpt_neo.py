@@ -7,6 +7,10 @@ large negative number in that dimension for "window or more tokens back". q·k i
 unchanged for nearer keys, farther keys vanish in the softmax, and the output
 projection ignores the extra value dimension.
 
+There are no relative-position *values*: they would be all zeros, and CTranslate2
+gathers a [queries, keys, head_dim] tensor for each table it is given, which made the
+exact prefill about 1.5x slower at 1,500 prompt tokens (benchmarks/RESULTS.md).
+
 CTranslate2 drops the learned position table when its first layer has relative
 positions. A checkpoint whose first layer is local therefore gets an extra first layer
 that adds exact zeros (zero output projections), so the table stays in use.
@@ -239,7 +243,6 @@ def _attention(config: GptNeoConfig, get: Getter, i: int, ct2_i: int, local: boo
         (f"{scope}/linear_0/bias", bias.reshape(-1), False),
         (f"{scope}/linear_1/weight", out_padded.reshape(h, -1), True),
         (f"{scope}/relative_position_keys", relative_keys, False),
-        (f"{scope}/relative_position_values", np.zeros_like(relative_keys), False),
     ]
 
 

@@ -13,7 +13,7 @@ from pyg_edge.model import GenerationStats, PygModel
 from pyg_edge.prompt import Message, Prompt, build_prompt
 from pyg_edge.sampling import SamplingOptions
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "Character",

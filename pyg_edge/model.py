@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import ctranslate2
 
+from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
 from pyg_edge.errors import ModelLoadError, PromptTooLongError
 from pyg_edge.prompt import Prompt
 from pyg_edge.sampling import SamplingOptions
@@ -58,19 +59,24 @@ class PygModel:
         CTranslate2 accepts ("int8", "float32", "int8_float16", ...).
       cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
       seed: Seeds sampling at load: the same seed and the same calls give the same text.
+      cpu_tuning: On CPU, apply the process-wide settings measured fastest for this CPU
+        (pyg_edge.cpu_tuning) before the first model loads; False leaves CTranslate2's
+        defaults. Environment variables such as CT2_FORCE_CPU_ISA always win.
 
     Raises:
       ModelLoadError: the folder is not a converted model, or the device refuses it.
     """
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 0, seed: int | None = None):
+                 cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True):
         self.path = os.fspath(path)
         self.metadata = read_metadata(self.path)
         if device not in DEVICES:
             expected = ", ".join(DEVICES)
             raise ModelLoadError(f"unknown device {device!r}; expected one of: {expected}")
         self.device = _pick_device(device)
+        if self.device == "cpu" and cpu_tuning:
+            apply_cpu_tuning(choose_cpu_tuning())
         self.compute_type = (
             _auto_compute_type(self.metadata["quantization"], self.device)
             if compute_type == "auto" else compute_type

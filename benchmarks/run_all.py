@@ -1,0 +1,77 @@
+"""Runs every benchmark and writes benchmarks/RESULTS.md from their outputs.
+
+    pip install -e '.[bench]' && python benchmarks/run_all.py [--only NAME,...]
+
+Each benchmark is its own script (run one alone to repeat a measurement); this runs them
+one after another, never in parallel (they would slow each other down), keeps each output
+in benchmarks/results/NAME.md and assembles RESULTS.md from those files. --only reruns
+some and reuses the others' last outputs. The first run makes the synthetic 2.7B
+checkpoints (about 11 GB in benchmarks/work/) and takes about 45 minutes on 2 cores.
+"""
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+# name, title, command line after `python benchmarks/`
+BENCHMARKS = [
+    ("bandwidth", "Memory read bandwidth", "memory_bandwidth.py"),
+    ("convert", "Conversion", "bench_convert.py --runs 2"),
+    ("cpu_knobs", "CTranslate2's CPU knobs", "bench_cpu_knobs.py --runs 3"),
+    ("runtime", "Prompt processing, decode and memory against the alternatives",
+     "bench_runtime.py --runs 2"),
+    ("chat_turn", "A chat turn on a 1,500-token history", "bench_chat_turn.py"),
+    ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
+    ("quality", "Demo model quality", "quality_report.py"),
+    ("server", "Server", "bench_server.py --requests 48"),
+]
+HEADER = """# Benchmark results
+
+Written by `python benchmarks/run_all.py` from the outputs of the scripts named in each
+section (kept in benchmarks/results/). Synthetic 2.7B checkpoints have random weights:
+the timings are real, the text is noise. Figures from different sections were measured
+minutes apart on a shared virtual machine; compare within a table.
+"""
+
+
+def run(name: str, command: str) -> None:
+    print(f"== {name}: python benchmarks/{command}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, *command.split()], cwd=HERE,
+                            stdout=subprocess.PIPE, text=True)
+    output = result.stdout
+    if result.returncode:
+        output += f"\n**failed with status {result.returncode}** (see its stderr)\n"
+    (RESULTS / f"{name}.md").write_text(output)
+    print(f"   {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+
+
+def assemble() -> str:
+    parts = [HEADER]
+    for name, title, command in BENCHMARKS:
+        path = RESULTS / f"{name}.md"
+        body = path.read_text().strip() if path.exists() else "(not run yet)"
+        parts.append(f"## {title} (`python benchmarks/{command}`)\n\n{body}\n")
+    return "\n".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated names: " +
+                        ", ".join(name for name, _, _ in BENCHMARKS))
+    args = parser.parse_args()
+    chosen = set(args.only.split(",")) if args.only else {name for name, _, _ in BENCHMARKS}
+    RESULTS.mkdir(exist_ok=True)
+    for name, _, command in BENCHMARKS:
+        if name in chosen:
+            run(name, command)
+    (HERE / "RESULTS.md").write_text(assemble())
+    print(f"wrote {HERE / 'RESULTS.md'}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
