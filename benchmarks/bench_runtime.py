@@ -15,7 +15,8 @@ Each engine gets prompts of 500, 1,000 and 1,500 tokens (first token only, --run
 then 128 new tokens after a 500-token prompt and after a 1,920-token one (the full 2,048
 context). Greedy decoding, end token suppressed. Decode speed is also given as a fraction
 of this machine's limit: read bandwidth / bytes of int8 weights read per token.
-Writes results/runtime.md, results/runtime.json and results/runtime.png.
+Writes results/runtime.md, results/runtime.json and results/runtime.png; --engines reruns
+some engines and keeps the others' results from the last runtime.json.
 """
 
 import argparse
@@ -82,8 +83,9 @@ class TransformersEngine:
         dtype = torch.bfloat16 if kind == "hf-bf16" else torch.float32
         self.model = GPTNeoForCausalLM.from_pretrained(CHECKPOINT, dtype=dtype).eval()
         if kind == "hf-int8":
+            # In place: a quantized copy beside the fp32 model ran out of 24 GB.
             self.model = torch.ao.quantization.quantize_dynamic(
-                self.model, {torch.nn.Linear}, dtype=torch.qint8)
+                self.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         self.torch = torch
 
     def run(self, ids: list, new_tokens: int) -> tuple:
@@ -137,9 +139,21 @@ def run_child(engine_name: str, runs: int) -> dict:
         return None
     result = json.loads(output.strip().splitlines()[-1])
     result["peak_rss"] = usage.ru_maxrss * 1024
+    result["measured"] = time.strftime("%Y-%m-%d %H:%M")
     result["first"] = {int(k): v for k, v in result["first"].items()}
     result["decode"] = {int(k): v for k, v in result["decode"].items()}
     return result
+
+
+def previous_results() -> dict:
+    path = RESULTS / "runtime.json"
+    if not path.exists():
+        return {}
+    results = json.loads(path.read_text())["results"]
+    for result in results.values():
+        for key in ("first", "decode"):
+            result[key] = {int(k): v for k, v in result[key].items()}
+    return results
 
 
 def ensure_models() -> None:
@@ -183,6 +197,10 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int) 
             + f" | {1500 / first_1500:.0f} | {r['decode'][500]:.2f} | "
             f"{r['decode'][FULL_CONTEXT_PROMPT]:.2f} | {r['decode'][500] / limit:.0%} | "
             f"{r['peak_rss'] / 1e9:.2f} |")
+    times = {r.get("measured", "unknown") for r in results.values()}
+    if len(times) > 1:  # --engines merged this run with earlier ones
+        lines += ["", "rows measured at different times: " + "; ".join(
+            f"{ENGINES[name]} {r.get('measured', 'unknown')}" for name, r in results.items())]
     if "pyg-edge" in results:
         lines += ["", "pyg-edge against each engine, same run (>1 means pyg-edge is better):", ""]
         ours = results["pyg-edge"]
@@ -236,12 +254,13 @@ def main():
     ensure_models()
     bandwidth = read_bandwidth()
     weight_bytes = (WORK / "neo27-st-int8" / "model.bin").stat().st_size
-    results = {}
+    results = previous_results()
     for name in args.engines.split(","):
         print(f"running {name}...", file=sys.stderr, flush=True)
         result = run_child(name, args.runs)
         if result:
             results[name] = result
+    results = {name: results[name] for name in ENGINES if name in results}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "runtime.json").write_text(json.dumps(
         {"bandwidth": bandwidth, "weight_bytes": weight_bytes, "results": results}, indent=1))

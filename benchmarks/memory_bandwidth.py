@@ -16,7 +16,7 @@ import numpy as np
 ARRAY_BYTES = 512 << 20  # per thread; far beyond any L3
 
 
-def read_bandwidth(passes: int = 5, threads: int | None = None) -> float:
+def read_bandwidth(passes: int = 10, threads: int | None = None) -> float:
     """Bytes per second read by `threads` threads summing their own arrays."""
     threads = threads or os.cpu_count() or 1
     arrays = [np.ones(ARRAY_BYTES // 4, np.float32) for _ in range(threads)]

@@ -30,9 +30,10 @@ class CpuTuning:
     Attributes:
       keep_heap: Have glibc keep freed memory for reuse instead of returning every large
         block to the kernel. A long prompt makes CTranslate2 allocate and free hundreds
-        of MB per layer; without this, zeroing fresh pages took a third of the prefill
-        time (perf, benchmarks/RESULTS.md). Peak memory is unchanged; memory freed after
-        the peak stays with the process.
+        of MB per layer; perf showed about a third of prefill CPU time in the kernel
+        zeroing fresh pages at 1,000 tokens. End to end the gain is small and noisy
+        (first token at 1,920 tokens 1.11x, at 1,500 0.89x-0.98x) and peak RSS rises
+        about 0.6-0.9 GB (benchmarks/RESULTS.md): a candidate to turn off by default.
     """
 
     keep_heap: bool = False

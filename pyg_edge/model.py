@@ -59,9 +59,9 @@ class PygModel:
         CTranslate2 accepts ("int8", "float32", "int8_float16", ...).
       cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
       seed: Seeds sampling at load: the same seed and the same calls give the same text.
-      cpu_tuning: On CPU, apply the process-wide settings measured fastest for this CPU
-        (pyg_edge.cpu_tuning) before the first model loads; False leaves CTranslate2's
-        defaults. Environment variables such as CT2_FORCE_CPU_ISA always win.
+      cpu_tuning: On CPU, apply the process-wide settings measured fastest for this kind
+        of machine (pyg_edge.cpu_tuning) before the first model loads; False, or
+        PYG_EDGE_CPU_TUNING=0 in the environment, leaves CTranslate2's defaults.
 
     Raises:
       ModelLoadError: the folder is not a converted model, or the device refuses it.
