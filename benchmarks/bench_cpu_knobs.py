@@ -24,6 +24,7 @@ import numpy as np
 
 from bench_chat_turn import ensure_model
 from machine import describe_machine
+from median_spread import spread
 
 WORK = Path(__file__).parent / "work"
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -99,13 +100,6 @@ def run_config(name, args, model, exact_dir) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def spread(values: list, digits: int = 2) -> str:
-    median = statistics.median(values)
-    if len(values) == 1:
-        return f"{median:.{digits}f}"
-    return f"{median:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
-
-
 def convert_exactness_models(folder: str) -> None:
     from pyg_edge_convert import convert_checkpoint
 
@@ -138,7 +132,7 @@ def report(args, results: dict) -> None:
         ratio = ("" if short else
                  f"{base_first / statistics.median(first):.2f}x, "
                  f"{statistics.median(decode) / base_decode:.2f}x")
-        print(f"| {name}{note} | {spread(first)} | {spread(decode)} | {ratio} | "
+        print(f"| {name}{note} | {spread(first, 2)} | {spread(decode, 2)} | {ratio} | "
               f"{max(r['float32_diff'] for r in runs):.1e} | "
               f"{min(r['int8_agreement'] for r in runs):.1%} |")
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench_chat_turn import WORDS, ensure_model
 from machine import describe_machine
+from median_spread import spread
 from memory_bandwidth import read_bandwidth
 
 WORK = Path(__file__).parent / "work"
@@ -165,14 +166,9 @@ def ensure_models() -> None:
                            force=True, exact_local_attention=False)
 
 
-def spread(values: list, digits: int = 1) -> str:
-    median = statistics.median(values)
-    if len(values) == 1:
-        return f"{median:.{digits}f}"
-    return f"{median:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
-
-
-def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int) -> str:
+def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,
+                 kept: tuple = ()) -> str:
+    """The markdown report; kept names the engines whose results come from an earlier run."""
     limit = bandwidth / weight_bytes
     prompts = sorted(next(iter(results.values()))["first"])
     lines = [
@@ -197,10 +193,9 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int) 
             + f" | {1500 / first_1500:.0f} | {r['decode'][500]:.2f} | "
             f"{r['decode'][FULL_CONTEXT_PROMPT]:.2f} | {r['decode'][500] / limit:.0%} | "
             f"{r['peak_rss'] / 1e9:.2f} |")
-    times = {r.get("measured", "unknown") for r in results.values()}
-    if len(times) > 1:  # --engines merged this run with earlier ones
-        lines += ["", "rows measured at different times: " + "; ".join(
-            f"{ENGINES[name]} {r.get('measured', 'unknown')}" for name, r in results.items())]
+    if kept:  # --engines reran only some: say which rows are older
+        lines += ["", "rows kept from an earlier run: " + "; ".join(
+            f"{ENGINES[name]} ({results[name].get('measured', 'unknown')})" for name in kept)]
     if "pyg-edge" in results:
         lines += ["", "pyg-edge against each engine, same run (>1 means pyg-edge is better):", ""]
         ours = results["pyg-edge"]
@@ -264,7 +259,8 @@ def main():
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "runtime.json").write_text(json.dumps(
         {"bandwidth": bandwidth, "weight_bytes": weight_bytes, "results": results}, indent=1))
-    report = write_report(results, bandwidth, weight_bytes, args.runs)
+    kept = tuple(name for name in results if name not in args.engines.split(","))
+    report = write_report(results, bandwidth, weight_bytes, args.runs, kept)
     if plot(results, RESULTS / "runtime.png"):
         report += "\n![first token and decode speed against prompt length](results/runtime.png)\n"
     (RESULTS / "runtime.md").write_text(report)
