@@ -1,4 +1,4 @@
-"""OpenAI-style /v1/completions and /v1/chat/completions bodies, mapped onto pyg-edge.
+"""The OpenAI-style API (/v1): routes, and their bodies mapped onto pyg-edge.
 
 Chat messages become a Pygmalion prompt: system messages are the persona, the assistant
 is the character (named by the extension field "character", else the name on its
@@ -8,12 +8,59 @@ messages, else "Assistant"), and the user is "You".
 import time
 import uuid
 
+from aiohttp import web
+
 from pyg_edge.characters import USER, Character
-from pyg_edge.prompt import Message
+from pyg_edge.prompt import Message, build_prompt
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.server.common import MODEL, SETTINGS, generate, json_body, stream_sse
 from pyg_edge.server.params import BadRequest, field, string_list
 
 ROLES = ("system", "user", "assistant")
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/models")
+async def models(request):
+    name = request.app[SETTINGS]["name"]
+    return web.json_response({"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "pyg-edge"}]})
+
+
+@routes.post("/v1/completions")
+async def completions(request):
+    body = await json_body(request)
+    options = _options(request, body, default_tokens=16)  # OpenAI's default
+    prompt = completion_prompt(body)
+    return await _reply(request, body, "text_completion", prompt, options)
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request):
+    body = await json_body(request)
+    settings, model = request.app[SETTINGS], request.app[MODEL]
+    options = _options(request, body, settings["defaults"].max_new_tokens)
+    character, history, message = chat_parts(body)
+    prompt = build_prompt(character, history, message, model.tokenizer.count,
+                          model.context_length, options.max_new_tokens)
+    return await _reply(request, body, "chat.completion", prompt, options)
+
+
+def _options(request, body, default_tokens) -> SamplingOptions:
+    settings = request.app[SETTINGS]
+    return parse_options(body, settings["defaults"], settings["max_length"], default_tokens)
+
+
+async def _reply(request, body, kind, prompt, options):
+    name = request.app[SETTINGS]["name"]
+    if not field(body, "stream", bool, False):
+        text, stats = await generate(request, prompt, options)
+        return web.json_response(completion_body(kind, name, text, stats))
+    ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    return await stream_sse(
+        request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
+        done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
+                            "[DONE]"])
 
 
 def parse_options(body: dict, defaults: SamplingOptions, max_length: int,
