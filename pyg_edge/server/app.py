@@ -1,4 +1,4 @@
-"""The aiohttp application: each API's routes (kobold, openai, webchat) behind the middleware."""
+"""The aiohttp application: each API's routes behind the middleware (API key, JSON errors)."""
 
 import ipaddress
 import logging
@@ -8,7 +8,7 @@ from aiohttp import web
 
 from pyg_edge.model import PygModel
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server import kobold, openai, webchat
+from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
 from pyg_edge.server.common import MODEL, QUEUE, SETTINGS
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.middleware import errors_as_json, require_key
@@ -35,7 +35,7 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
                      "defaults": defaults or SamplingOptions(),
                      "name": "pyg-edge/" + os.path.basename(os.path.normpath(model.path))}
-    for api in (kobold, openai, webchat):
+    for api in (kobold, koboldcpp, openai, textgen, llamacpp, webchat):
         app.add_routes(api.routes)
 
     async def close_queue(app):

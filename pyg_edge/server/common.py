@@ -13,11 +13,27 @@ from aiohttp import web
 
 from pyg_edge.model import GenerationStats, PygModel
 from pyg_edge.server.engine import GenerationQueue
+from pyg_edge.server.fitting import fit_prompt
+from pyg_edge.server.options import Completion, Limits
 from pyg_edge.server.params import BadRequest
 
 MODEL = web.AppKey("model", PygModel)
 QUEUE = web.AppKey("queue", GenerationQueue)
 SETTINGS = web.AppKey("settings", dict)
+
+
+def limits(request) -> Limits:
+    """What the model and the server's settings allow a request."""
+    model = request.app[MODEL]
+    return Limits(model.context_length, request.app[SETTINGS]["max_length"],
+                  len(model.tokenizer.vocabulary))
+
+
+def fitted_prompt(request, completion: Completion) -> str:
+    """The completion's memory and prompt, cut from the left to leave room for the reply."""
+    room = completion.context - completion.options.max_new_tokens
+    return fit_prompt(request.app[MODEL].tokenizer, completion.prompt, room,
+                      completion.notes, completion.memory)
 
 
 async def json_body(request) -> dict:
@@ -63,8 +79,11 @@ async def generate(request, prompt, options, key="") -> tuple:
     return "".join(pieces), stats
 
 
-async def stream_sse(request, prompt, options, event, key="", done=None):
-    """Streams a generation as server-sent events: event(piece) per piece, then done(stats)."""
+async def stream_sse(request, prompt, options, event, key="", done=None, name=None):
+    """Streams a generation as server-sent events: event(piece) per piece, then done(stats).
+
+    name, when given, goes on every event's `event:` line (KoboldCpp's "message").
+    """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
@@ -72,15 +91,15 @@ async def stream_sse(request, prompt, options, event, key="", done=None):
     try:
         async with _cancel_on_disconnect(request, cancel):
             async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key):
-                await response.write(sse(event(piece)))
+                await response.write(sse(event(piece), name))
             for line in done(stats) if done else ():
-                await response.write(sse(line))
+                await response.write(sse(line, name))
     except ConnectionResetError:
         cancel.set()  # the client left: stop generating for it
     return response
 
 
-def sse(data) -> bytes:
+def sse(data, name=None) -> bytes:
     """One server-sent event carrying data (a str as it is, anything else as JSON)."""
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {text}\n\n".encode()
+    return (f"event: {name}\n" if name else "").encode() + f"data: {text}\n\n".encode()
