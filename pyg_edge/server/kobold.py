@@ -9,8 +9,14 @@ from aiohttp import web
 
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.common import MODEL, SETTINGS, fitted_prompt, generate, json_body, limits
-from pyg_edge.server.options import Completion, Limits, fit_context, sampling_options
-from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
+from pyg_edge.server.options import (
+    Completion,
+    Limits,
+    fit_context,
+    sampling_options,
+    single_reply,
+)
+from pyg_edge.server.params import Notes, field, first_field, string_list
 
 API_VERSION = "1.2.5"  # >= 1.2.2 makes frontends send stop_sequence
 routes = web.RouteTableDef()
@@ -45,13 +51,6 @@ def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Com
         memory=field(body, "memory", str, ""),  # KoboldCpp: kept in front of the prompt
         notes=notes,
     )
-
-
-def single_reply(n: int) -> None:
-    """Refuses n > 1 until several replies per request are supported."""
-    if n != 1:
-        raise BadRequest(f"field 'n' is {n}: this server returns one reply per request "
-                         "(send n = 1)")
 
 
 def parsed_generate(request, body) -> tuple:

@@ -18,8 +18,8 @@ from pyg_edge.server.common import (
     limits,
     stream_sse,
 )
-from pyg_edge.server.kobold import single_reply
 from pyg_edge.server.openai import parse_completion
+from pyg_edge.server.options import single_reply
 from pyg_edge.server.params import BadRequest, field
 
 routes = web.RouteTableDef()

@@ -23,8 +23,13 @@ from pyg_edge.server.common import (
     limits,
     stream_sse,
 )
-from pyg_edge.server.kobold import single_reply
-from pyg_edge.server.options import Completion, Limits, fit_context, sampling_options
+from pyg_edge.server.options import (
+    Completion,
+    Limits,
+    fit_context,
+    sampling_options,
+    single_reply,
+)
 from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
 
 routes = web.RouteTableDef()

@@ -66,6 +66,13 @@ def fit_context(asked: int | None, limits: Limits, notes: Notes, key: str) -> in
     return asked
 
 
+def single_reply(n: int) -> None:
+    """Refuses n > 1 until several replies per request are supported."""
+    if n != 1:
+        raise BadRequest(f"field 'n' is {n}: this server returns one reply per request "
+                         "(send n = 1)")
+
+
 def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, notes: Notes,
                      *, max_new_tokens=None, temperature=None, top_k=None, top_p=None,
                      repetition_penalty=None, no_repeat_ngram_size=None, seed=None,
