@@ -160,7 +160,7 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 @click.option("--api-key", envvar="PYG_EDGE_API_KEY", default="",
               help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
 @click.option("--max-length", default=512, show_default=True,
-              help="The most new tokens one request may ask for.")
+              help="The most new tokens one request gets (more is lowered to this).")
 @model_options
 def serve(model_path, host, port, api_key, max_length, device, compute_type, threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page."""

@@ -50,3 +50,15 @@ def tiny_model(converted):
 
     with PygModel(converted("neo_w16_safetensors_f32"), device="cpu") as model:
         yield model
+
+
+@pytest.fixture(scope="session")
+def demo_pyg_model(tmp_path_factory):
+    """A PygModel on the bundled demo model (trained on the chat format; 512-token context)."""
+    from pyg_edge import demo
+    from pyg_edge.model import PygModel
+
+    folder = tmp_path_factory.mktemp("demo") / "model"
+    convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
+    with PygModel(folder, device="cpu") as model:
+        yield model

@@ -1,37 +1,77 @@
-"""OpenAI-style /v1/completions and /v1/chat/completions bodies, mapped onto pyg-edge.
+"""The OpenAI-style API (/v1): routes, and their bodies mapped onto pyg-edge.
 
-Chat messages become a Pygmalion prompt: system messages are the persona, the assistant
-is the character (named by the extension field "character", else the name on its
-messages, else "Assistant"), and the user is "You".
+/v1/completions continues a raw prompt; it also reads the fields text-generation-webui
+clients send (SillyTavern's Text Completion: max_new_tokens, truncation_length,
+stopping_strings, rep_pen, ...), so every type SillyTavern offers gets the same reply.
+/v1/chat/completions builds a Pygmalion prompt from the messages (chat_messages).
 """
 
 import time
 import uuid
+from dataclasses import replace
 
-from pyg_edge.characters import USER, Character
-from pyg_edge.prompt import Message
+from aiohttp import web
+
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server.params import BadRequest, field, string_list
+from pyg_edge.server.chat_messages import chat_parts, fit_chat
+from pyg_edge.server.common import (
+    MODEL,
+    SETTINGS,
+    fitted_prompt,
+    generate,
+    json_body,
+    limits,
+    stream_sse,
+)
+from pyg_edge.server.options import (
+    Completion,
+    Limits,
+    fit_context,
+    sampling_options,
+    single_reply,
+)
+from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
 
-ROLES = ("system", "user", "assistant")
+routes = web.RouteTableDef()
+_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "n_predict")
+_CONTEXT = ("truncation_length", "max_context_length", "num_ctx")
 
 
-def parse_options(body: dict, defaults: SamplingOptions, max_length: int,
-                  default_tokens: int) -> SamplingOptions:
-    """Sampling options from an OpenAI body (n must be 1; penalties other than ours ignored)."""
-    if field(body, "n", int, 1) != 1:
-        raise BadRequest("field 'n' must be 1: one completion per request")
-    seed = field(body, "seed", int, None, 0, 2**31 - 1)
-    return defaults.with_overrides(
-        max_new_tokens=field(body, "max_tokens", int, default_tokens, 1, max_length),
-        temperature=field(body, "temperature", float, defaults.temperature, 0.0, 2.0),
-        top_p=field(body, "top_p", float, defaults.top_p, 0.0, 1.0) or 1.0,
-        top_k=field(body, "top_k", int, defaults.top_k, 0, 100_000),
-        repetition_penalty=field(body, "repetition_penalty", float,
-                                 defaults.repetition_penalty, 0.01, 10.0),
-        stop=string_list(body, "stop"),
-        seed=seed,
+def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
+                     default_tokens: int, prompt: str | None = None) -> Completion:
+    """Reads an OpenAI (or text-generation-webui) body; numbers out of range are clamped.
+
+    Args:
+      body: The request body.
+      defaults: Sampling options for fields it leaves out.
+      limits: What the model and server allow.
+      default_tokens: max_tokens when the body has none.
+      prompt: The prompt (None: the body's `prompt`).
+
+    Raises:
+      BadRequest: a field has the wrong type.
+    """
+    notes = Notes()
+    context = fit_context(first_field(body, _CONTEXT, int), limits, notes, "truncation_length")
+    greedy = field(body, "do_sample", bool, True) is False  # text-generation-webui's switch
+    tokens = first_field(body, _MAX_TOKENS, int)
+    options = sampling_options(
+        defaults, limits, context, notes,
+        max_new_tokens=default_tokens if tokens is None or tokens < 0 else tokens,
+        temperature=0.0 if greedy else field(body, "temperature", float),
+        top_k=field(body, "top_k", int),
+        top_p=field(body, "top_p", float),
+        repetition_penalty=first_field(
+            body, ("repetition_penalty", "rep_pen", "repeat_penalty"), float),
+        no_repeat_ngram_size=field(body, "no_repeat_ngram_size", int),
+        seed=first_field(body, ("seed", "sampler_seed"), int),
+        stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
     )
+    n = field(body, "n", int, 1)
+    if n < 1:
+        raise BadRequest(f"field 'n' is {n}, expected 1 or more")
+    prompt = completion_prompt(body) if prompt is None else prompt
+    return Completion(prompt, options, context, n=n, notes=notes)
 
 
 def completion_prompt(body: dict) -> str:
@@ -43,40 +83,72 @@ def completion_prompt(body: dict) -> str:
     return prompt
 
 
-def chat_parts(body: dict) -> tuple:
-    """(Character, history, message) from a chat body; message is None after an assistant turn."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("field 'messages' must be a non-empty list")
-    for i, m in enumerate(messages):
-        valid = isinstance(m, dict) and m.get("role") in ROLES
-        if not (valid and isinstance(m.get("content"), str)):
-            raise BadRequest(f"messages[{i}] needs a role ({', '.join(ROLES)}) and string content")
-    names = [m["name"] for m in messages
-             if m["role"] == "assistant" and isinstance(m.get("name"), str)]
-    name = field(body, "character", str, "") or (names[0] if names else "Assistant")
-    persona = "\n".join(m["content"].strip() for m in messages if m["role"] == "system")
-    history = [Message(USER, m["content"].strip(), True) if m["role"] == "user"
-               else Message(name, m["content"].strip())
-               for m in messages if m["role"] != "system"]
-    message = None
-    if history and history[-1].is_user:
-        message = history.pop().text
-    return Character(name, persona=persona), history, message
+@routes.get("/v1/models")
+async def models(request):
+    name = request.app[SETTINGS]["name"]
+    return web.json_response({"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "pyg-edge"}]})
 
 
-def completion_body(kind: str, model: str, text: str, stats, created: int = 0) -> dict:
-    """The JSON of a finished (non-streamed) completion."""
+@routes.post("/v1/completions")
+async def completions(request):
+    body = await json_body(request)
+    completion = _parse(request, body, default_tokens=16)  # OpenAI's default
+    prompt = fitted_prompt(request, completion)
+    return await _reply(request, body, "text_completion", prompt, completion)
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request):
+    body = await json_body(request)
+    parts = chat_parts(body)
+    model = request.app[MODEL]
+    completion = _parse(request, body, request.app[SETTINGS]["defaults"].max_new_tokens,
+                        prompt="")  # the prompt is built from the messages below
+    tokenizer, options = model.tokenizer, completion.options
+    prompt = fit_chat(parts, tokenizer.count, tokenizer.encode, tokenizer.decode,
+                      completion.context, options.max_new_tokens, completion.notes)
+    completion = replace(completion, options=options.with_overrides(
+        stop=options.stop + parts.stop))
+    return await _reply(request, body, "chat.completion", prompt, completion)
+
+
+def _parse(request, body, default_tokens, prompt=None) -> Completion:
+    completion = parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
+                                  default_tokens, prompt)
+    single_reply(completion.n)
+    return completion
+
+
+async def _reply(request, body, kind, prompt, completion: Completion):
+    name, options = request.app[SETTINGS]["name"], completion.options
+    if not field(body, "stream", bool, False):
+        text, stats = await generate(request, prompt, options)
+        return web.json_response(completion_body(kind, name, text, stats,
+                                                 warnings=list(completion.notes)))
+    ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    return await stream_sse(
+        request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
+        done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
+                            "[DONE]"])
+
+
+def completion_body(kind: str, model: str, text: str, stats, created: int = 0,
+                    warnings: list = ()) -> dict:
+    """The JSON of a finished (non-streamed) completion; warnings say what was adjusted."""
     choice = ({"index": 0, "message": {"role": "assistant", "content": text}}
               if kind == "chat.completion" else {"index": 0, "text": text, "logprobs": None})
     choice["finish_reason"] = _finish(stats.finish_reason)
-    return {
+    body = {
         "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
         "object": kind, "created": created or int(time.time()), "model": model,
         "choices": [choice],
         "usage": {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.new_tokens,
                   "total_tokens": stats.prompt_tokens + stats.new_tokens},
     }
+    if warnings:
+        body["warnings"] = list(warnings)
+    return body
 
 
 def chunk_body(kind: str, model: str, ident: str, piece, finish=None) -> dict:
