@@ -16,7 +16,8 @@ import numpy as np
 
 from pyg_edge import gemm_backend
 
-ROW_MAJOR, NO_TRANS, TRANS, ROW_OFFSET, PACKED, B_MATRIX = 101, 111, 112, 171, 151, 162
+ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
+ROW_OFFSET, FIX_OFFSET = 171, 173  # mkl_cblas.h
 # (rows, columns, depth): one decoded token through the 2.7B's fused QKV and MLP matrices,
 # a few tokens (several replies), blocks around the extension's row thresholds, odd sizes,
 # and a prompt pass.
@@ -54,6 +55,20 @@ def check_unpacked(gemm, rng, shape) -> int:
     return int(np.count_nonzero(c != expected))
 
 
+def check_other_layout(gemm, rng) -> int:
+    """Weights not transposed and one fixed offset: a combination CTranslate2 never sends,
+    which the extension then computes its slow, plain way."""
+    m, n, k = 6, 40, 50
+    a, b, _, _ = case(rng, m, n, k)
+    b_kn = np.ascontiguousarray(b.T)
+    offset = np.array([12345], np.int32)
+    c = np.zeros((m, n), np.int32)
+    gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, FIX_OFFSET, m, n, k, 1.0, a.ctypes.data, k, 0,
+         b_kn.ctypes.data, n, 0, 0.0, c.ctypes.data, n, offset.ctypes.data)
+    expected = a.astype(np.float64) @ b_kn.astype(np.float64) + offset[0]
+    return int(np.count_nonzero(c != expected))
+
+
 def check_packed(library, rng, shape) -> int:
     """oneMKL's packed path, as CTranslate2 uses it when it packs weights at load."""
     m, n, k = shape
@@ -84,6 +99,9 @@ def main(backend: str) -> dict:
         wrong = check_unpacked(gemm, rng, shape)
         if wrong:
             failures.append(f"{wrong} of {shape[0] * shape[1]} outputs wrong at {shape}")
+    wrong = check_other_layout(gemm, rng)
+    if wrong:
+        failures.append(f"{wrong} outputs wrong with untransposed weights and a fixed offset")
     if not gemm_backend.shim_setting(backend).exact:
         library = ctypes.CDLL(str(gemm_backend.ctranslate2_libraries()[0]))
         for shape in SHAPES[:2] + SHAPES[6:7]:
