@@ -12,6 +12,7 @@ from pyg_edge.chat import ChatSession, read_chat
 from pyg_edge.errors import PygEdgeError
 from pyg_edge.model import DEVICES, PygModel, read_metadata
 from pyg_edge.prompt import build_prompt
+from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
@@ -78,9 +79,12 @@ def sampling_options(command):
 @click.option("--character", "-c", "card", type=click.Path(),
               help="Character card (.json or .png) [default: the demo's Robin].")
 @click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) to continue.")
+@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
+              help="Replies sampled per turn in one batch; the extras make /regen instant "
+                   "(each costs memory and some speed).")
 @model_options
 @sampling_options
-def chat(model_path, card, history, device, compute_type, threads, **sampling):
+def chat(model_path, card, history, replies, device, compute_type, threads, **sampling):
     """Chat with a character in the terminal; also reads messages piped on stdin.
 
     Without MODEL, chats with the bundled demo model (converted on first use).
@@ -96,7 +100,8 @@ def chat(model_path, card, history, device, compute_type, threads, **sampling):
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
             # The seed applies once, at load: /regen must give a new reply, not the same one.
-            session = ChatSession(model, character, options.with_overrides(seed=None), messages)
+            session = ChatSession(model, character, options.with_overrides(seed=None), messages,
+                                  replies)
             _chat_loop(session)
 
 
