@@ -152,8 +152,12 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
               help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
 @click.option("--max-length", default=512, show_default=True,
               help="The most new tokens one request may ask for.")
+@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
+              help="Replies the web chat page gets per turn; the extras make its Regenerate "
+                   "instant.")
 @model_options
-def serve(model_path, host, port, api_key, max_length, device, compute_type, threads):
+def serve(model_path, host, port, api_key, max_length, replies, device, compute_type,
+          threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page."""
     try:
         from pyg_edge.server import serve as run_server
@@ -161,7 +165,7 @@ def serve(model_path, host, port, api_key, max_length, device, compute_type, thr
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
     with _user_errors():
-        run_server(model_path, host, port, api_key, max_length, device=device,
+        run_server(model_path, host, port, api_key, max_length, replies, device=device,
                    compute_type=compute_type, cpu_threads=threads)
 
 

@@ -75,7 +75,8 @@ def test_a_cached_static_prefix_gives_the_same_replies(tiny_model):
 
 def test_cancel_stops_every_reply(tiny_model):
     cancel = threading.Event()
-    replies = tiny_model.stream_replies(PROMPT, 3, SAMPLED, cancel=cancel, max_new_tokens=100)
+    replies = tiny_model.stream_replies(PROMPT, 3, SAMPLED, cancel=cancel, max_new_tokens=100,
+                                        min_new_tokens=50)  # no reply ends by itself
     for count, _ in enumerate(replies, start=1):
         if count == 2:
             cancel.set()
@@ -84,10 +85,11 @@ def test_cancel_stops_every_reply(tiny_model):
 
 
 def test_stopping_iteration_stops_the_others_and_frees_the_model(tiny_model):
-    replies = tiny_model.stream_replies(PROMPT, 2, SAMPLED, max_new_tokens=100)
+    replies = tiny_model.stream_replies(PROMPT, 2, SAMPLED, max_new_tokens=100,
+                                        min_new_tokens=50)
     next(iter(replies))
     replies.close()
-    assert "cancelled" in replies.finish_reasons
+    assert replies.finish_reasons == ["cancelled", "cancelled"]
     assert tiny_model.generate(PROMPT, SAMPLED, max_new_tokens=3) is not None  # not locked
 
 

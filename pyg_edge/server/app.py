@@ -19,7 +19,7 @@ from pyg_edge.errors import PygEdgeError
 from pyg_edge.model import GenerationStats, PygModel
 from pyg_edge.prompt import Message, build_prompt
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server import kobold, openai
+from pyg_edge.server import choices, kobold, openai
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.params import BadRequest, field
 
@@ -33,7 +33,7 @@ routes = web.RouteTableDef()
 
 
 def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
-               defaults: SamplingOptions = None) -> web.Application:
+               defaults: SamplingOptions = None, replies: int = 1) -> web.Application:
     """Builds the server around a loaded model.
 
     Args:
@@ -41,13 +41,15 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
       api_key: When set, every API request needs it (Authorization: Bearer KEY).
       max_length: The most new tokens one request may ask for.
       defaults: Sampling options for fields a request leaves out.
+      replies: Replies the web chat page samples per turn; the extras make its
+        Regenerate instant.
     """
     app = web.Application(middlewares=[_errors_as_json, _require_key],
                           client_max_size=MAX_BODY_BYTES)
     app[MODEL] = model
     app[QUEUE] = GenerationQueue(model)
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
-                     "defaults": defaults or SamplingOptions(),
+                     "defaults": defaults or SamplingOptions(), "replies": replies,
                      "name": "pyg-edge/" + os.path.basename(os.path.normpath(model.path))}
     app.add_routes(routes)
 
@@ -59,12 +61,13 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: str = "",
-          max_length: int = 512, **model_options) -> None:
+          max_length: int = 512, replies: int = 1, **model_options) -> None:
     """Loads a model and serves it until interrupted."""
     if not _is_loopback(host) and not api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it", host)
     with PygModel(model_path, **model_options) as model:
-        web.run_app(create_app(model, api_key, max_length), host=host, port=port)
+        web.run_app(create_app(model, api_key, max_length, replies=replies), host=host,
+                    port=port)
 
 
 def _is_loopback(host: str) -> bool:
@@ -132,16 +135,17 @@ async def _cancel_on_disconnect(request, cancel: threading.Event):
         watcher.cancel()
 
 
-async def _generate(request, prompt, options, key="") -> tuple:
+async def _generate(request, prompt, options, key="", n=1, others=None) -> tuple:
     """Runs one generation to its end; returns (text, GenerationStats)."""
     cancel, stats, pieces = threading.Event(), GenerationStats(), []
     async with _cancel_on_disconnect(request, cancel):
-        async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key):
+        async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
+                                                     n, others):
             pieces.append(piece)
     return "".join(pieces), stats
 
 
-async def _stream_sse(request, prompt, options, event, key="", done=None):
+async def _stream_sse(request, prompt, options, event, key="", done=None, n=1, others=None):
     """Streams a generation as server-sent events: event(piece) per piece, then done(stats)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
@@ -149,7 +153,8 @@ async def _stream_sse(request, prompt, options, event, key="", done=None):
     cancel, stats = threading.Event(), GenerationStats()
     try:
         async with _cancel_on_disconnect(request, cancel):
-            async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key):
+            async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
+                                                         n, others):
                 await response.write(_sse(event(piece)))
             for line in done(stats) if done else ():
                 await response.write(_sse(line))
@@ -273,14 +278,17 @@ def _openai_options(request, body, default_tokens) -> SamplingOptions:
 
 async def _openai_reply(request, body, kind, prompt, options):
     name = request.app[SETTINGS]["name"]
+    n, others = choices.reply_count(body), []  # others: choices 1.. as (text, reason)
     if not field(body, "stream", bool, False):
-        text, stats = await _generate(request, prompt, options)
-        return web.json_response(openai.completion_body(kind, name, text, stats))
+        text, stats = await _generate(request, prompt, options, n=n, others=others)
+        completion = openai.completion_body(kind, name, text, stats)
+        return web.json_response(choices.add_choices(completion, kind, others))
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
     return await _stream_sse(
         request, prompt, options, lambda p: openai.chunk_body(kind, name, ident, p),
         done=lambda stats: [openai.chunk_body(kind, name, ident, None, stats.finish_reason),
-                            "[DONE]"])
+                            *choices.other_chunks(kind, name, ident, others), "[DONE]"],
+        n=n, others=others)
 
 
 # The built-in web chat -------------------------------------------------------------------
@@ -307,11 +315,15 @@ async def web_chat_stream(request):
     character = _character_from_json(body.get("character"))
     history = [_message_from_json(m, character.name) for m in body.get("history") or []]
     message = field(body, "message", str, None)
-    options = settings["defaults"]
+    options, others = settings["defaults"], []
+    n = field(body, "replies", int, settings["replies"], 1, choices.MAX_REPLIES)
     prompt = build_prompt(character, history, message, model.tokenizer.count,
                           model.context_length, options.max_new_tokens)
+    # The other replies come with the last event, as spares for the page's Regenerate.
     return await _stream_sse(request, prompt, options, lambda p: {"token": p},
-                             done=lambda stats: [{"finish_reason": stats.finish_reason}])
+                             done=lambda stats: [{"finish_reason": stats.finish_reason,
+                                                  "spares": choices.spare_texts(others)}],
+                             n=n, others=others)
 
 
 def _character_from_json(data) -> Character:

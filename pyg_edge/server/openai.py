@@ -18,9 +18,7 @@ ROLES = ("system", "user", "assistant")
 
 def parse_options(body: dict, defaults: SamplingOptions, max_length: int,
                   default_tokens: int) -> SamplingOptions:
-    """Sampling options from an OpenAI body (n must be 1; penalties other than ours ignored)."""
-    if field(body, "n", int, 1) != 1:
-        raise BadRequest("field 'n' must be 1: one completion per request")
+    """Sampling options from an OpenAI body (penalties other than ours ignored; n: choices)."""
     seed = field(body, "seed", int, None, 0, 2**31 - 1)
     return defaults.with_overrides(
         max_new_tokens=field(body, "max_tokens", int, default_tokens, 1, max_length),
