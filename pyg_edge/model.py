@@ -211,7 +211,7 @@ class PygModel:
                 f"the context is {self.context_length}: shorten the prompt or lower max_new_tokens"
             )
 
-    def _prepare(self, prompt, options, overrides: dict) -> "_Request":
+    def _prepare(self, prompt, options, overrides: dict) -> _Request:
         """Options, token ids and stop rules of one call, checked to fit the context."""
         options = (options or SamplingOptions()).with_overrides(**overrides)
         chat = isinstance(prompt, Prompt)
