@@ -4,6 +4,7 @@ import threading
 
 import pytest
 
+from pyg_edge.errors import ModelLoadError
 from pyg_edge.model import PygModel
 from pyg_edge.prompt import Prompt
 from pyg_edge.replies import MAX_REPLIES, _Reply
@@ -108,5 +109,5 @@ def test_a_bad_number_of_replies_is_refused_at_once(tiny_model, n):
 def test_a_closed_model_says_so(converted):
     model = PygModel(converted("neo_w16_safetensors_f32"), device="cpu")
     model.close()
-    with pytest.raises(Exception, match="was closed"):
+    with pytest.raises(ModelLoadError, match="was closed"):
         model.generate_replies(PROMPT, 2)
