@@ -78,7 +78,7 @@ def character_from_card(card, source: str = "card") -> Character:
     name = _clean(fields[0])
     if not name:
         raise CharacterError(f"{source} has no character name (char_name or name)")
-    persona, scenario, greeting, examples = (_fill(_clean(f), name) for f in fields[1:])
+    persona, scenario, greeting, examples = (fill_placeholders(_clean(f), name) for f in fields[1:])
     return Character(name, persona, scenario, greeting, _example_blocks(examples))
 
 
@@ -99,7 +99,8 @@ def _clean(value) -> str:
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
-def _fill(text: str, name: str) -> str:
+def fill_placeholders(text: str, name: str) -> str:
+    """text with {{char}}/<BOT> as name and {{user}}/<USER> as You."""
     return _USER_PLACEHOLDER.sub(USER, _CHAR_PLACEHOLDER.sub(name, text))
 
 

@@ -1,6 +1,7 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
 import contextlib
+import os
 import signal
 import sys
 
@@ -10,6 +11,8 @@ from pyg_edge import demo
 from pyg_edge.characters import load_character
 from pyg_edge.chat import ChatSession, read_chat
 from pyg_edge.errors import PygEdgeError
+from pyg_edge.gemm_backend import CHOICES as GEMM_CHOICES
+from pyg_edge.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.model import DEVICES, PygModel, read_metadata
 from pyg_edge.prompt import build_prompt
 from pyg_edge.replies import MAX_REPLIES
@@ -46,6 +49,16 @@ def convert(src, dest, quantization, force):
     )
 
 
+def _set_gemm(ctx, param, value):
+    if value:  # process-wide, like the choice itself: read when the model loads
+        os.environ[GEMM_ENV] = value
+
+
+gemm_option = click.option(
+    "--gemm", type=click.Choice(GEMM_CHOICES), expose_value=False, callback=_set_gemm,
+    help=f"CPU int8 GEMM backend [default: auto, or {GEMM_ENV}]; see `pyg-edge info`.")
+
+
 def model_options(command):
     """Options that say where and how to run the model."""
     for option in reversed([
@@ -53,6 +66,7 @@ def model_options(command):
         click.option("--compute-type", default="auto", show_default=True,
                      help="CTranslate2 compute type (auto: fastest exact one for the device)."),
         click.option("--threads", type=int, default=0, help="CPU threads (0: automatic)."),
+        gemm_option,
     ]):
         command = option(command)
     return command
@@ -151,7 +165,7 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 @click.option("--api-key", envvar="PYG_EDGE_API_KEY", default="",
               help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
 @click.option("--max-length", default=512, show_default=True,
-              help="The most new tokens one request may ask for.")
+              help="The most new tokens one request gets (more is lowered to this).")
 @click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
               help="Replies the web chat page gets per turn; the extras make its Regenerate "
                    "instant.")
@@ -167,6 +181,19 @@ def serve(model_path, host, port, api_key, max_length, replies, device, compute_
     with _user_errors():
         run_server(model_path, host, port, api_key, max_length, replies, device=device,
                    compute_type=compute_type, cpu_threads=threads)
+
+
+@main.command()
+@gemm_option
+def info():
+    """Show the CPU, the GEMM backend pyg-edge chose for it and why, and CTranslate2."""
+    from pyg_edge.system_info import system_info
+
+    with _user_errors():
+        rows = system_info()
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"{label + ':':<{width + 1}} {value}")
 
 
 def _chat_loop(session: ChatSession) -> None:

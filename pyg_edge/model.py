@@ -9,10 +9,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import ctranslate2
-
 from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
-from pyg_edge.errors import ModelLoadError, PromptTooLongError
+from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
+from pyg_edge.gemm_backend import load_ctranslate2
 from pyg_edge.prompt import Prompt
 from pyg_edge.replies import Replies, check_reply_count, sample_replies
 from pyg_edge.sampling import SamplingOptions
@@ -77,19 +76,27 @@ class PygModel:
       cpu_tuning: On CPU, apply the process-wide settings measured fastest for this kind
         of machine (pyg_edge.cpu_tuning) before the first model loads; False, or
         PYG_EDGE_CPU_TUNING=0 in the environment, leaves CTranslate2's defaults.
+      gemm: The CPU GEMM backend (pyg_edge.gemm_backend): "auto" picks the fastest one
+        proven exact on this CPU, or "onednn", "mkl-vnni", "exact-avx2"; None reads
+        PYG_EDGE_GEMM. Process-wide: only the first model loaded in a process decides.
 
     Raises:
       ModelLoadError: the folder is not a converted model, or the device refuses it.
     """
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True):
+                 cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True,
+                 gemm: str | None = None):
         self.path = os.fspath(path)
         self.metadata = read_metadata(self.path)
         if device not in DEVICES:
             expected = ", ".join(DEVICES)
             raise ModelLoadError(f"unknown device {device!r}; expected one of: {expected}")
-        self.device = _pick_device(device)
+        try:
+            self._ct2 = load_ctranslate2(gemm)
+        except PygEdgeError as error:
+            raise ModelLoadError(str(error)) from None
+        self.device = _pick_device(self._ct2, device)
         if self.device == "cpu" and cpu_tuning:
             apply_cpu_tuning(choose_cpu_tuning())
         self.compute_type = (
@@ -114,9 +121,9 @@ class PygModel:
         if self._generator is not None:
             self._generator.unload_model()
             self._generator = None
-        ctranslate2.set_random_seed(_UNSEEDED if seed is None else seed)
+        self._ct2.set_random_seed(_UNSEEDED if seed is None else seed)
         try:
-            self._generator = ctranslate2.Generator(
+            self._generator = self._ct2.Generator(
                 self.path, device=self.device, compute_type=self.compute_type,
                 intra_threads=self._cpu_threads, inter_threads=1,
             )
@@ -352,7 +359,7 @@ def read_metadata(path: str) -> dict:
         raise ModelLoadError(f"cannot read {METADATA_FILE} in {path}: {error}") from None
 
 
-def _pick_device(device: str) -> str:
+def _pick_device(ctranslate2, device: str) -> str:
     if device == "auto":
         return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:

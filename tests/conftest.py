@@ -1,11 +1,20 @@
 """Shared fixtures: the tiny reference checkpoints and their converted models."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pyg_edge.gemm_backend import load_ctranslate2
 from pyg_edge_convert import convert_checkpoint
+
+# Tests run what users run: pyg-edge chooses CTranslate2's GEMM backend before any test
+# module imports ctranslate2 (the choice is per process), with its self-test verdict and
+# other per-user files in a folder of this run's own.
+os.environ.setdefault("PYG_EDGE_CACHE", tempfile.mkdtemp(prefix="pyg-edge-test-cache-"))
+load_ctranslate2()
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINTS = FIXTURES / "checkpoints"
@@ -40,4 +49,16 @@ def tiny_model(converted):
     from pyg_edge.model import PygModel
 
     with PygModel(converted("neo_w16_safetensors_f32"), device="cpu") as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def demo_pyg_model(tmp_path_factory):
+    """A PygModel on the bundled demo model (trained on the chat format; 512-token context)."""
+    from pyg_edge import demo
+    from pyg_edge.model import PygModel
+
+    folder = tmp_path_factory.mktemp("demo") / "model"
+    convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
+    with PygModel(folder, device="cpu") as model:
         yield model

@@ -49,6 +49,24 @@ class RunningServer:
         except json.JSONDecodeError:
             return response.status, text
 
+    def named_events(self, path, body, headers=None):
+        """POSTs and reads server-sent events; returns (event name or None, data) pairs."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        connection.request("POST", path, body=json.dumps(body),
+                           headers={"Content-Type": "application/json", **(headers or {})})
+        response = connection.getresponse()
+        assert response.status == 200, response.read()
+        events, name = [], None
+        for line in response.read().decode("utf-8").split("\n"):
+            if line.startswith("event: "):
+                name = line[len("event: "):]
+            elif line.startswith("data: "):
+                data = line[len("data: "):]
+                events.append((name, data if data == "[DONE]" else json.loads(data)))
+                name = None
+        connection.close()
+        return events
+
     def events(self, path, body, headers=None, stop_after=None):
         """POSTs and reads server-sent events; returns the list of data payloads."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
@@ -67,3 +85,18 @@ class RunningServer:
                     break
         connection.close()
         return payloads
+
+
+class RecordingModel:
+    """A model that remembers the prompt and options of its latest generation."""
+
+    def __init__(self, model):
+        self._model = model
+        self.prompt = self.options = None
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def stream(self, prompt, options=None, **kwargs):
+        self.prompt, self.options = prompt, options
+        yield from self._model.stream(prompt, options, **kwargs)

@@ -1,4 +1,5 @@
-"""pyg-edge's local HTTP server: KoboldAI, KoboldCpp and OpenAI-style APIs, and a web chat page.
+"""pyg-edge's local HTTP server for chat frontends: KoboldAI, KoboldCpp, OpenAI-style,
+text-generation-webui and llama.cpp-style routes, and a web chat page.
 
 Needs the `server` extra (aiohttp): pip install 'pyg-edge[server]'.
 """

@@ -7,12 +7,39 @@ goes away, or when the request's handler ends early.
 
 import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from pyg_edge.model import GenerationStats
 
 _DONE = object()
+
+
+@dataclass
+class GenerationRecord:
+    """The current or latest generation, for KoboldCpp's generate/check and perf routes.
+
+    Attributes:
+      key: The client's genkey ("" when it sent none).
+      seed: The seed it asked for, or None.
+      pieces: The text generated so far.
+      stats: Its figures, filled in when it ends.
+      running: Whether it is still generating.
+      ended_at: time.time() when it ended.
+    """
+
+    key: str = ""
+    seed: int | None = None
+    pieces: list = field(default_factory=list)
+    stats: GenerationStats = field(default_factory=GenerationStats)
+    running: bool = False
+    ended_at: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
 
 class GenerationQueue:
@@ -28,6 +55,9 @@ class GenerationQueue:
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyg-edge-gen")
         self._active: dict = {}  # cancel Event -> the client's key (KoboldCpp's genkey)
         self._running = None
+        self.started_at = time.time()
+        self.generations = 0  # finished generations, for /api/extra/perf
+        self.last = GenerationRecord()
 
     async def stream(self, prompt, options, cancel: threading.Event,
                      stats: GenerationStats, key: str = "", n: int = 1,
@@ -51,12 +81,23 @@ class GenerationQueue:
                     stats.finish_reason = "cancelled"
                     return
                 self._running = cancel
-                async for piece in self._generate(prompt, options, cancel, stats, n,
-                                                  others):
-                    yield piece
+                self.last = record = GenerationRecord(key, options.seed, running=True)
+                try:
+                    async for piece in self._generate(prompt, options, cancel, stats, n,
+                                                      others):
+                        record.pieces.append(piece)
+                        yield piece
+                finally:
+                    record.stats, record.running, record.ended_at = stats, False, time.time()
+                    self.generations += 1
         finally:
             self._running = None if self._running is cancel else self._running
             self._active.pop(cancel, None)
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for their turn."""
+        return len(self._active) - (self._running is not None)
 
     def abort(self, key: str = "") -> bool:
         """Cancels the generation started with key, else the running one.

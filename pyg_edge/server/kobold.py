@@ -1,58 +1,112 @@
-"""KoboldAI's /api/v1/generate body (and KoboldCpp's extras) mapped onto pyg-edge options.
+"""The KoboldAI API (/api/v1, also as /api/latest): routes and the generate body.
 
-Frontends send many fields that do not apply here (typical, tfs, top_a, min_p, sampler
-order, ...); they are ignored. rep_pen_range is ignored too: CTranslate2 penalises every
-earlier token.
+KoboldAI Lite, SillyTavern (KoboldAI Classic) and Agnaistic send this body; fields that do
+not apply here (typical, tfs, top_a, min_p, sampler order, mirostat, ...) are ignored.
+rep_pen_range is ignored too: CTranslate2 penalises every earlier token.
 """
 
-from dataclasses import dataclass
+from aiohttp import web
 
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server.params import field, string_list
+from pyg_edge.server.common import MODEL, SETTINGS, fitted_prompt, generate, json_body, limits
+from pyg_edge.server.options import (
+    Completion,
+    Limits,
+    fit_context,
+    sampling_options,
+    single_reply,
+)
+from pyg_edge.server.params import Notes, field, first_field, string_list
 
 API_VERSION = "1.2.5"  # >= 1.2.2 makes frontends send stop_sequence
-# SillyTavern turns on streaming and token counting for KoboldCpp backends.
-KOBOLDCPP_VERSION = "1.60.1"
+routes = web.RouteTableDef()
+_PREFIXES = ("/api/v1", "/api/latest")  # KoboldCpp answers both
 
 
-@dataclass(frozen=True)
-class KoboldRequest:
-    """A parsed generate request.
-
-    Attributes:
-      prompt: The text to continue.
-      options: Sampling options.
-      max_context: Tokens of context the client allows (prompt plus reply).
-      key: KoboldCpp's genkey, for /api/extra/abort.
-    """
-
-    prompt: str
-    options: SamplingOptions
-    max_context: int
-    key: str
-
-
-def parse_generate(body: dict, defaults: SamplingOptions, max_length: int,
-                   context_length: int) -> KoboldRequest:
-    """Reads a KoboldAI generate body.
+def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Completion:
+    """Reads a KoboldAI generate body; numbers out of range are clamped and noted.
 
     Raises:
-      BadRequest: a field has the wrong type or is out of bounds.
+      BadRequest: a field has the wrong type, or the prompt is missing.
     """
-    top_p = field(body, "top_p", float, defaults.top_p, 0.0, 1.0)
-    seed = field(body, "sampler_seed", int, -1)
-    options = defaults.with_overrides(
-        max_new_tokens=field(body, "max_length", int, defaults.max_new_tokens, 1, max_length),
-        temperature=field(body, "temperature", float, defaults.temperature, 0.0, 10.0),
-        top_k=field(body, "top_k", int, defaults.top_k, 0, 100_000),
-        top_p=top_p or 1.0,  # KoboldAI clients send 0 for "off"
-        repetition_penalty=field(body, "rep_pen", float, defaults.repetition_penalty, 0.01, 10.0),
+    notes = Notes()
+    context = fit_context(field(body, "max_context_length", int), limits, notes,
+                          "max_context_length")
+    options = sampling_options(
+        defaults, limits, context, notes,
+        max_new_tokens=field(body, "max_length", int),
+        temperature=field(body, "temperature", float),
+        top_k=field(body, "top_k", int),
+        top_p=field(body, "top_p", float),
+        repetition_penalty=first_field(body, ("rep_pen", "repetition_penalty"), float),
+        seed=field(body, "sampler_seed", int),  # -1 or absent: random, as in KoboldAI
         stop=string_list(body, "stop_sequence"),
-        seed=seed if seed >= 0 else None,  # -1: random, as in KoboldAI
     )
-    return KoboldRequest(
+    return Completion(
         prompt=field(body, "prompt", str, required=True),
         options=options,
-        max_context=field(body, "max_context_length", int, context_length, 1, 1 << 20),
+        context=context,
         key=field(body, "genkey", str, ""),
+        n=field(body, "n", int, 1),
+        memory=field(body, "memory", str, ""),  # KoboldCpp: kept in front of the prompt
+        notes=notes,
     )
+
+
+def parsed_generate(request, body) -> tuple:
+    """(Completion, the prompt fitted to its context) for a generate body."""
+    completion = parse_generate(body, request.app[SETTINGS]["defaults"], limits(request))
+    single_reply(completion.n)
+    return completion, fitted_prompt(request, completion)
+
+
+def _get(path: str):
+    """Registers a GET handler under every KoboldAI prefix."""
+    def register(handler):
+        for prefix in _PREFIXES:
+            routes.get(prefix + path)(handler)
+        return handler
+    return register
+
+
+@_get("/model")
+async def model_name(request):
+    return web.json_response({"result": request.app[SETTINGS]["name"]})
+
+
+@_get("/info/version")
+async def version(request):
+    return web.json_response({"result": API_VERSION})
+
+
+@_get("/config/max_context_length")
+async def max_context(request):
+    return web.json_response({"value": request.app[MODEL].context_length})
+
+
+@_get("/config/max_length")
+async def max_length(request):
+    return web.json_response({"value": request.app[SETTINGS]["defaults"].max_new_tokens})
+
+
+@_get("/config/soft_prompts_list")
+async def soft_prompts(request):
+    return web.json_response({"values": []})
+
+
+@_get("/config/soft_prompt")
+async def soft_prompt(request):
+    return web.json_response({"value": ""})
+
+
+async def generate_text(request):
+    completion, prompt = parsed_generate(request, await json_body(request))
+    text, stats = await generate(request, prompt, completion.options, completion.key)
+    reply = {"results": [{"text": text, "finish_reason": stats.finish_reason}]}
+    if completion.notes:
+        reply["warnings"] = list(completion.notes)
+    return web.json_response(reply)
+
+
+for _prefix in _PREFIXES:
+    routes.post(_prefix + "/generate")(generate_text)

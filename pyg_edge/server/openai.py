@@ -1,35 +1,81 @@
-"""OpenAI-style /v1/completions and /v1/chat/completions bodies, mapped onto pyg-edge.
+"""The OpenAI-style API (/v1): routes, and their bodies mapped onto pyg-edge.
 
-Chat messages become a Pygmalion prompt: system messages are the persona, the assistant
-is the character (named by the extension field "character", else the name on its
-messages, else "Assistant"), and the user is "You".
+/v1/completions continues a raw prompt; it also reads the fields text-generation-webui
+clients send (SillyTavern's Text Completion: max_new_tokens, truncation_length,
+stopping_strings, rep_pen, ...), so every type SillyTavern offers gets the same reply.
+/v1/chat/completions builds a Pygmalion prompt from the messages (chat_messages).
+
+`n` asks for several choices from one prompt pass (PygModel.stream_replies). Choice 0 is
+generated and streamed as with n = 1; choices 1 to n-1 are sampled beside it in the same
+batch. Streamed, they follow choice 0's last chunk, one chunk of whole text and one
+finishing chunk each, every chunk holding one choice with its index (the OpenAI format
+allows interleaved choices; SillyTavern files chunks with index > 0 as swipes).
 """
 
 import time
 import uuid
+from dataclasses import replace
 
-from pyg_edge.characters import USER, Character
-from pyg_edge.prompt import Message
+from aiohttp import web
+
+from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server.params import BadRequest, field, string_list
+from pyg_edge.server.chat_messages import chat_parts, fit_chat
+from pyg_edge.server.common import (
+    MODEL,
+    SETTINGS,
+    fitted_prompt,
+    generate,
+    json_body,
+    limits,
+    stream_sse,
+)
+from pyg_edge.server.options import (
+    Completion,
+    Limits,
+    fit_context,
+    sampling_options,
+)
+from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
 
-ROLES = ("system", "user", "assistant")
+routes = web.RouteTableDef()
+_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "n_predict")
+_CONTEXT = ("truncation_length", "max_context_length", "num_ctx")
 
 
-def parse_options(body: dict, defaults: SamplingOptions, max_length: int,
-                  default_tokens: int) -> SamplingOptions:
-    """Sampling options from an OpenAI body (penalties other than ours ignored; n: choices)."""
-    seed = field(body, "seed", int, None, 0, 2**31 - 1)
-    return defaults.with_overrides(
-        max_new_tokens=field(body, "max_tokens", int, default_tokens, 1, max_length),
-        temperature=field(body, "temperature", float, defaults.temperature, 0.0, 2.0),
-        top_p=field(body, "top_p", float, defaults.top_p, 0.0, 1.0) or 1.0,
-        top_k=field(body, "top_k", int, defaults.top_k, 0, 100_000),
-        repetition_penalty=field(body, "repetition_penalty", float,
-                                 defaults.repetition_penalty, 0.01, 10.0),
-        stop=string_list(body, "stop"),
-        seed=seed,
+def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
+                     default_tokens: int, prompt: str | None = None) -> Completion:
+    """Reads an OpenAI (or text-generation-webui) body; numbers out of range are clamped.
+
+    Args:
+      body: The request body.
+      defaults: Sampling options for fields it leaves out.
+      limits: What the model and server allow.
+      default_tokens: max_tokens when the body has none.
+      prompt: The prompt (None: the body's `prompt`).
+
+    Raises:
+      BadRequest: a field has the wrong type, or n is not 1 to MAX_REPLIES.
+    """
+    notes = Notes()
+    context = fit_context(first_field(body, _CONTEXT, int), limits, notes, "truncation_length")
+    greedy = field(body, "do_sample", bool, True) is False  # text-generation-webui's switch
+    tokens = first_field(body, _MAX_TOKENS, int)
+    options = sampling_options(
+        defaults, limits, context, notes,
+        max_new_tokens=default_tokens if tokens is None or tokens < 0 else tokens,
+        temperature=0.0 if greedy else field(body, "temperature", float),
+        top_k=field(body, "top_k", int),
+        top_p=field(body, "top_p", float),
+        repetition_penalty=first_field(
+            body, ("repetition_penalty", "rep_pen", "repeat_penalty"), float),
+        no_repeat_ngram_size=field(body, "no_repeat_ngram_size", int),
+        seed=first_field(body, ("seed", "sampler_seed"), int),
+        stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
     )
+    n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
+    prompt = completion_prompt(body) if prompt is None else prompt
+    return Completion(prompt, options, context, n=n, notes=notes)
 
 
 def completion_prompt(body: dict) -> str:
@@ -41,40 +87,72 @@ def completion_prompt(body: dict) -> str:
     return prompt
 
 
-def chat_parts(body: dict) -> tuple:
-    """(Character, history, message) from a chat body; message is None after an assistant turn."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("field 'messages' must be a non-empty list")
-    for i, m in enumerate(messages):
-        valid = isinstance(m, dict) and m.get("role") in ROLES
-        if not (valid and isinstance(m.get("content"), str)):
-            raise BadRequest(f"messages[{i}] needs a role ({', '.join(ROLES)}) and string content")
-    names = [m["name"] for m in messages
-             if m["role"] == "assistant" and isinstance(m.get("name"), str)]
-    name = field(body, "character", str, "") or (names[0] if names else "Assistant")
-    persona = "\n".join(m["content"].strip() for m in messages if m["role"] == "system")
-    history = [Message(USER, m["content"].strip(), True) if m["role"] == "user"
-               else Message(name, m["content"].strip())
-               for m in messages if m["role"] != "system"]
-    message = None
-    if history and history[-1].is_user:
-        message = history.pop().text
-    return Character(name, persona=persona), history, message
+@routes.get("/v1/models")
+async def models(request):
+    name = request.app[SETTINGS]["name"]
+    return web.json_response({"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "pyg-edge"}]})
 
 
-def completion_body(kind: str, model: str, text: str, stats, created: int = 0) -> dict:
-    """The JSON of a finished (non-streamed) completion."""
+@routes.post("/v1/completions")
+async def completions(request):
+    body = await json_body(request)
+    completion = _parse(request, body, default_tokens=16)  # OpenAI's default
+    prompt = fitted_prompt(request, completion)
+    return await _reply(request, body, "text_completion", prompt, completion)
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request):
+    body = await json_body(request)
+    parts = chat_parts(body)
+    model = request.app[MODEL]
+    completion = _parse(request, body, request.app[SETTINGS]["defaults"].max_new_tokens,
+                        prompt="")  # the prompt is built from the messages below
+    tokenizer, options = model.tokenizer, completion.options
+    prompt = fit_chat(parts, tokenizer.count, tokenizer.encode, tokenizer.decode,
+                      completion.context, options.max_new_tokens, completion.notes)
+    completion = replace(completion, options=options.with_overrides(
+        stop=options.stop + parts.stop))
+    return await _reply(request, body, "chat.completion", prompt, completion)
+
+
+def _parse(request, body, default_tokens, prompt=None) -> Completion:
+    return parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
+                            default_tokens, prompt)
+
+
+async def _reply(request, body, kind, prompt, completion: Completion):
+    name, options = request.app[SETTINGS]["name"], completion.options
+    n, others = completion.n, []  # others: choices 1.. as (text, finish_reason)
+    if not field(body, "stream", bool, False):
+        text, stats = await generate(request, prompt, options, n=n, others=others)
+        reply = completion_body(kind, name, text, stats, warnings=list(completion.notes))
+        return web.json_response(add_choices(reply, kind, others))
+    ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    return await stream_sse(
+        request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
+        done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
+                            *other_chunks(kind, name, ident, others), "[DONE]"],
+        n=n, others=others)
+
+
+def completion_body(kind: str, model: str, text: str, stats, created: int = 0,
+                    warnings: list = ()) -> dict:
+    """The JSON of a finished (non-streamed) completion; warnings say what was adjusted."""
     choice = ({"index": 0, "message": {"role": "assistant", "content": text}}
               if kind == "chat.completion" else {"index": 0, "text": text, "logprobs": None})
     choice["finish_reason"] = _finish(stats.finish_reason)
-    return {
+    body = {
         "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
         "object": kind, "created": created or int(time.time()), "model": model,
         "choices": [choice],
         "usage": {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.new_tokens,
                   "total_tokens": stats.prompt_tokens + stats.new_tokens},
     }
+    if warnings:
+        body["warnings"] = list(warnings)
+    return body
 
 
 def chunk_body(kind: str, model: str, ident: str, piece, finish=None) -> dict:
@@ -91,5 +169,28 @@ def chunk_body(kind: str, model: str, ident: str, piece, finish=None) -> dict:
             "choices": [choice]}
 
 
+def add_choices(completion: dict, kind: str, others: list) -> dict:
+    """Appends choices 1.. (others: (text, finish_reason) pairs) to a finished completion."""
+    for index, (text, reason) in enumerate(others, start=1):
+        choice = ({"index": index, "message": {"role": "assistant", "content": text}}
+                  if kind == "chat.completion" else {"index": index, "text": text,
+                                                     "logprobs": None})
+        choice["finish_reason"] = _finish(reason)
+        completion["choices"].append(choice)
+    return completion
+
+
+def other_chunks(kind: str, model: str, ident: str, others: list) -> list:
+    """The streamed chunks of choices 1..: each one's text, then its finishing chunk."""
+    chunks = []
+    for index, (text, reason) in enumerate(others, start=1):
+        for chunk in (chunk_body(kind, model, ident, text),
+                      chunk_body(kind, model, ident, None, _finish(reason))):
+            chunk["choices"][0]["index"] = index
+            chunks.append(chunk)
+    return chunks
+
+
 def _finish(reason: str) -> str:
+    # A reply cut short by a client that left is never sent; "stop" as for choice 0.
     return "length" if reason == "length" else "stop"

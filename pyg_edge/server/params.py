@@ -1,13 +1,30 @@
-"""Reading request bodies: typed fields, ranges, and the 400 error a bad one gets."""
+"""Reading request bodies: typed fields, ranges, and the 400 error a bad one gets.
 
+A value of the wrong type is an error. A number out of range is an error too, unless the
+caller passes Notes: then it is clamped, and the change is logged and noted for the reply,
+because frontends send whatever their sliders allow and expect a reply, not a 400.
+"""
+
+import logging
 import math
+
+logger = logging.getLogger("pyg_edge")
 
 
 class BadRequest(Exception):
     """The request is malformed; the message says which field and what is expected."""
 
 
-def field(body: dict, key: str, kind, default=None, low=None, high=None, required=False):
+class Notes(list):
+    """What was changed in a request to make it fit (one line each), for logs and replies."""
+
+    def add(self, message: str) -> None:
+        logger.info("request adjusted: %s", message)
+        self.append(message)
+
+
+def field(body: dict, key: str, kind, default=None, low=None, high=None, required=False,
+          clamp: Notes | None = None):
     """One field of a JSON body, checked.
 
     Args:
@@ -17,6 +34,7 @@ def field(body: dict, key: str, kind, default=None, low=None, high=None, require
       default: Its value when absent or null.
       low, high: Inclusive bounds for numbers.
       required: Absence is an error.
+      clamp: When given, a number out of bounds is clamped (and noted) instead of refused.
 
     Raises:
       BadRequest: the field is missing, of another type, or out of bounds.
@@ -35,8 +53,20 @@ def field(body: dict, key: str, kind, default=None, low=None, high=None, require
     if kind is float and not math.isfinite(value):
         raise BadRequest(f"field '{key}' must be finite")
     if low is not None and value < low or high is not None and value > high:
-        raise BadRequest(f"field '{key}' is {value}, expected {low} to {high}")
+        if clamp is None:
+            raise BadRequest(f"field '{key}' is {value}, expected {low} to {high}")
+        bound = low if low is not None and value < low else high
+        clamp.add(f"{key} {value} is out of range, {bound} used")
+        value = bound
     return value
+
+
+def first_field(body: dict, keys: tuple, kind, default=None, **checks):
+    """The first of several names clients use for one field (e.g. max_tokens, n_predict)."""
+    for key in keys:
+        if body.get(key) is not None:
+            return field(body, key, kind, default, **checks)
+    return default
 
 
 def string_list(body: dict, key: str) -> tuple:
@@ -45,7 +75,7 @@ def string_list(body: dict, key: str) -> tuple:
     if value is None:
         return ()
     if isinstance(value, str):
-        return (value,)
+        return (value,) if value else ()
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
+        return tuple(v for v in value if v)
     raise BadRequest(f"field '{key}' must be a string or a list of strings")

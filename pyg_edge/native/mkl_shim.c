@@ -1,0 +1,301 @@
+/*
+ * Loaded with RTLD_GLOBAL before CTranslate2, this library replaces, for CTranslate2's
+ * statically linked oneMKL, the few exported functions that decide its speed on non-Intel
+ * x86-64 CPUs (pyg_edge/gemm_backend.py chooses, tests and enables it):
+ *
+ * - mkl_serv_cpu_detect / mkl_serv_cpuisclx: oneMKL picks its kernels from these. On AMD
+ *   it answers 0 and runs its slow reference code; the answer set here selects the AVX2 or
+ *   AVX-512 VNNI kernels instead.
+ * - cblas_gemm_s8u8s32: CTranslate2's int8 GEMM when it uses MKL. oneMKL's AVX2 int8
+ *   kernels saturate 16-bit sums (vpmaddubsw), so without VNNI their products are wrong
+ *   for the full u8 x s8 range CTranslate2 uses. In "exact" mode this library computes
+ *   the product itself for the few-row case (decode: one row per reply), widening to
+ *   16 bits so nothing saturates, and splits the many-row case (prompts) into two MKL
+ *   products whose inputs cannot saturate: a = 2 * (a >> 1) + (a & 1).
+ *
+ * CTranslate2 calls these through its PLT, so the definitions here win. Nothing is used
+ * before pyg_mkl_shim_configure() has found CTranslate2's own cblas_gemm_s8u8s32.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* mkl_cblas.h values */
+enum { ROW_MAJOR = 101, NO_TRANS = 111, ROW_OFFSET = 171, COL_OFFSET = 172, FIX_OFFSET = 173 };
+enum { MODE_PASSTHROUGH = 0, MODE_EXACT = 1 };
+enum { FEW_ROWS = 4, SPLIT_ROW_BLOCK = 256 };
+
+/* The wheel's oneMKL is the ILP64 build (CTranslate2 defines MKL_ILP64): 64-bit sizes. */
+typedef int64_t mkl_int;
+typedef void (*gemm_s8u8s32_fn)(int, int, int, int, mkl_int, mkl_int, mkl_int, float,
+                                const void *, mkl_int, int8_t, const void *, mkl_int, int8_t,
+                                float, int32_t *, mkl_int, const int32_t *);
+typedef void (*gomp_parallel_fn)(void (*)(void *), void *, unsigned, unsigned);
+
+static int cpu_type = 0;
+static int cpu_is_clx = 0;
+static int mode = MODE_PASSTHROUGH;
+static gemm_s8u8s32_fn mkl_gemm = NULL;
+static gomp_parallel_fn gomp_parallel = NULL;
+static int (*omp_thread_num)(void) = NULL;
+static int (*omp_num_threads)(void) = NULL;
+static long long gemm_calls = 0; /* lets a test see that CTranslate2's calls reach this file */
+
+int mkl_serv_cpu_detect(void) { return cpu_type; }
+int mkl_serv_cpuisclx(void) { return cpu_is_clx; }
+
+long long pyg_mkl_shim_gemm_calls(void) { return gemm_calls; }
+
+/* Sets what oneMKL is told about the CPU; call before CTranslate2 is loaded. */
+void pyg_mkl_shim_set_cpu(int type, int is_clx) {
+    cpu_type = type;
+    cpu_is_clx = is_clx;
+}
+
+/*
+ * Finds CTranslate2's own GEMM (and its OpenMP runtime, to share its threads) in the
+ * already loaded libraries at these paths, and sets the mode. Returns 0, or -1 when
+ * CTranslate2's GEMM cannot be found (the caller must then not enable MKL).
+ */
+int pyg_mkl_shim_configure(const char *ctranslate2_path, const char *gomp_path, int new_mode) {
+    void *ct2 = dlopen(ctranslate2_path, RTLD_LAZY | RTLD_NOLOAD);
+    if (ct2 == NULL)
+        ct2 = dlopen(ctranslate2_path, RTLD_LAZY | RTLD_LOCAL);
+    if (ct2 == NULL)
+        return -1;
+    mkl_gemm = (gemm_s8u8s32_fn)dlsym(ct2, "cblas_gemm_s8u8s32");
+    if (mkl_gemm == NULL)
+        return -1;
+    void *gomp = gomp_path && *gomp_path ? dlopen(gomp_path, RTLD_LAZY | RTLD_NOLOAD) : NULL;
+    if (gomp != NULL) {
+        gomp_parallel = (gomp_parallel_fn)dlsym(gomp, "GOMP_parallel");
+        omp_thread_num = (int (*)(void))dlsym(gomp, "omp_get_thread_num");
+        omp_num_threads = (int (*)(void))dlsym(gomp, "omp_get_num_threads");
+        if (!gomp_parallel || !omp_thread_num || !omp_num_threads)
+            gomp_parallel = NULL;
+    }
+    mode = new_mode;
+    return 0;
+}
+
+/* ---- few rows: c[i][j] = sum_p a[i][p] * b[j][p] + co[j], B stored n x k ---- */
+
+struct few_rows_job {
+    int m, n, k, lda, ldb, ldc;
+    const uint8_t *a;
+    const int8_t *b;
+    const int16_t *a16; /* a widened to int16, m rows of k_padded */
+    int k_padded;
+    int32_t *c;
+    const int32_t *co; /* n offsets, or NULL */
+};
+
+__attribute__((target("avx2"))) static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/* One output column j for m rows (m a constant after inlining, so the accumulators stay in
+ * registers): weights are read once, widened to 16 bits and multiplied with vpmaddwd, whose
+ * 32-bit pair sums cannot overflow for u8 x s8. */
+__attribute__((target("avx2"), always_inline)) static inline void
+few_rows_column(const struct few_rows_job *job, int j, const int m) {
+    const int8_t *bj = job->b + (size_t)j * job->ldb;
+    const int k16 = job->k & ~15;
+    __m256i acc[FEW_ROWS];
+    for (int i = 0; i < m; i++)
+        acc[i] = _mm256_setzero_si256();
+    for (int p = 0; p < k16; p += 16) {
+        const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bj + p)));
+        for (int i = 0; i < m; i++) {
+            const __m256i x =
+                _mm256_load_si256((const __m256i *)(job->a16 + (size_t)i * job->k_padded + p));
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(w, x));
+        }
+    }
+    for (int i = 0; i < m; i++) {
+        int32_t sum = hsum_epi32(acc[i]);
+        const uint8_t *ai = job->a + (size_t)i * job->lda;
+        for (int p = k16; p < job->k; p++)
+            sum += (int32_t)ai[p] * (int32_t)bj[p];
+        job->c[(size_t)i * job->ldc + j] = sum + (job->co ? job->co[j] : 0);
+    }
+}
+
+/* The decode case, one row: four columns at a time share each load of the row. */
+__attribute__((target("avx2"))) static void one_row_range(const struct few_rows_job *job,
+                                                          int begin, int end) {
+    const int k16 = job->k & ~15;
+    int j = begin;
+    for (; j + 4 <= end; j += 4) {
+        const int8_t *b0 = job->b + (size_t)j * job->ldb, *b1 = b0 + job->ldb;
+        const int8_t *b2 = b1 + job->ldb, *b3 = b2 + job->ldb;
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+        for (int p = 0; p < k16; p += 16) {
+            const __m256i x = _mm256_load_si256((const __m256i *)(job->a16 + p));
+#define COLUMN(acc, bp) \
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(x, _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bp + p)))))
+            COLUMN(acc0, b0);
+            COLUMN(acc1, b1);
+            COLUMN(acc2, b2);
+            COLUMN(acc3, b3);
+#undef COLUMN
+        }
+        const int32_t sums[4] = {hsum_epi32(acc0), hsum_epi32(acc1), hsum_epi32(acc2),
+                                 hsum_epi32(acc3)};
+        for (int q = 0; q < 4; q++) {
+            int32_t sum = sums[q];
+            const int8_t *bq = job->b + (size_t)(j + q) * job->ldb;
+            for (int p = k16; p < job->k; p++)
+                sum += (int32_t)job->a[p] * (int32_t)bq[p];
+            job->c[j + q] = sum + (job->co ? job->co[j + q] : 0);
+        }
+    }
+    for (; j < end; j++)
+        few_rows_column(job, j, 1);
+}
+
+#define FEW_ROWS_RANGE(M)                                                                     \
+    __attribute__((target("avx2"))) static void few_rows_range_##M(                          \
+        const struct few_rows_job *job, int begin, int end) {                                 \
+        for (int j = begin; j < end; j++)                                                     \
+            few_rows_column(job, j, M);                                                       \
+    }
+FEW_ROWS_RANGE(2)
+FEW_ROWS_RANGE(3)
+FEW_ROWS_RANGE(4)
+
+static void few_rows_range(const struct few_rows_job *job, int begin, int end) {
+    switch (job->m) {
+    case 1: one_row_range(job, begin, end); break;
+    case 2: few_rows_range_2(job, begin, end); break;
+    case 3: few_rows_range_3(job, begin, end); break;
+    default: few_rows_range_4(job, begin, end); break;
+    }
+}
+
+static void few_rows_thread(void *data) {
+    const struct few_rows_job *job = data;
+    const int threads = omp_num_threads(), thread = omp_thread_num();
+    const int chunk = (job->n + threads - 1) / threads;
+    const int begin = thread * chunk;
+    const int end = begin + chunk < job->n ? begin + chunk : job->n;
+    if (begin < end)
+        few_rows_range(job, begin, end);
+}
+
+static int few_rows_gemm(int m, int n, int k, const uint8_t *a, int lda, const int8_t *b,
+                         int ldb, int32_t *c, int ldc, const int32_t *co) {
+    const int k_padded = (k + 15) & ~15;
+    int16_t *a16 = aligned_alloc(32, (size_t)m * k_padded * sizeof(int16_t));
+    if (a16 == NULL)
+        return -1;
+    for (int i = 0; i < m; i++) {
+        for (int p = 0; p < k; p++)
+            a16[(size_t)i * k_padded + p] = a[(size_t)i * lda + p];
+        for (int p = k; p < k_padded; p++)
+            a16[(size_t)i * k_padded + p] = 0;
+    }
+    struct few_rows_job job = {m, n, k, lda, ldb, ldc, a, b, a16, k_padded, c, co};
+    if (gomp_parallel != NULL && n >= 256)
+        gomp_parallel(few_rows_thread, &job, 0, 0);
+    else
+        few_rows_range(&job, 0, n);
+    free(a16);
+    return 0;
+}
+
+/* ---- many rows: two MKL products whose vpmaddubsw pair sums stay below 2^15 ---- */
+
+static int split_gemm(int transb, int m, int n, int k, const uint8_t *a, int lda,
+                      const int8_t *b, int ldb, int32_t *c, int ldc, int offsetc,
+                      const int32_t *co) {
+    const int rows = m < SPLIT_ROW_BLOCK ? m : SPLIT_ROW_BLOCK;
+    uint8_t *high = malloc((size_t)rows * k), *low = malloc((size_t)rows * k);
+    int32_t *low_c = malloc((size_t)rows * n * sizeof(int32_t));
+    const int32_t zero = 0;
+    if (high == NULL || low == NULL || low_c == NULL) {
+        free(high), free(low), free(low_c);
+        return -1;
+    }
+    for (int i0 = 0; i0 < m; i0 += rows) {
+        const int mb = m - i0 < rows ? m - i0 : rows;
+        for (int i = 0; i < mb; i++)
+            for (int p = 0; p < k; p++) {
+                const uint8_t v = a[(size_t)(i0 + i) * lda + p];
+                high[(size_t)i * k + p] = v >> 1;
+                low[(size_t)i * k + p] = v & 1;
+            }
+        int32_t *ci = c + (size_t)i0 * ldc;
+        mkl_gemm(ROW_MAJOR, NO_TRANS, transb, FIX_OFFSET, mb, n, k, 1.0f, high, k, 0, b, ldb,
+                 0, 0.0f, ci, ldc, &zero);
+        mkl_gemm(ROW_MAJOR, NO_TRANS, transb, FIX_OFFSET, mb, n, k, 1.0f, low, k, 0, b, ldb, 0,
+                 0.0f, low_c, n, &zero);
+        for (int i = 0; i < mb; i++)
+            for (int j = 0; j < n; j++) {
+                int32_t offset = 0;
+                if (offsetc == ROW_OFFSET)
+                    offset = co[j];
+                else if (offsetc == COL_OFFSET)
+                    offset = co[i0 + i];
+                else if (co != NULL)
+                    offset = co[0];
+                ci[(size_t)i * ldc + j] = 2 * ci[(size_t)i * ldc + j] + low_c[(size_t)i * n + j] + offset;
+            }
+    }
+    free(high), free(low), free(low_c);
+    return 0;
+}
+
+/* Exact but slow: any argument combination CTranslate2 does not use. Column major is row
+ * major with both operands transposed and C read by columns. */
+static void reference_gemm(int layout, int transa, int transb, int offsetc, int m, int n, int k,
+                           float alpha, const uint8_t *a, int lda, int8_t ao, const int8_t *b,
+                           int ldb, int8_t bo, float beta, int32_t *c, int ldc,
+                           const int32_t *co) {
+    const int row_major = layout == ROW_MAJOR;
+    const int ta = (transa != NO_TRANS) == row_major;
+    const int tb = (transb != NO_TRANS) == row_major;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            int64_t sum = 0;
+            for (int p = 0; p < k; p++) {
+                const int64_t x = ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p];
+                const int64_t w = tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j];
+                sum += (x + ao) * (w + bo);
+            }
+            int32_t offset = 0;
+            if (co != NULL)
+                offset = offsetc == ROW_OFFSET ? co[j] : offsetc == COL_OFFSET ? co[i] : co[0];
+            int32_t *cij = row_major ? c + (size_t)i * ldc + j : c + (size_t)j * ldc + i;
+            const double old = beta != 0.0f ? (double)beta * *cij : 0.0;
+            *cij = (int32_t)__builtin_lrint((double)alpha * (double)sum + old) + offset;
+        }
+}
+
+void cblas_gemm_s8u8s32(int layout, int transa, int transb, int offsetc, mkl_int m, mkl_int n,
+                        mkl_int k, float alpha, const void *a, mkl_int lda, int8_t ao,
+                        const void *b, mkl_int ldb, int8_t bo, float beta, int32_t *c,
+                        mkl_int ldc, const int32_t *co) {
+    __atomic_add_fetch(&gemm_calls, 1, __ATOMIC_RELAXED);
+    if (mode != MODE_EXACT) {
+        mkl_gemm(layout, transa, transb, offsetc, m, n, k, alpha, a, lda, ao, b, ldb, bo, beta,
+                 c, ldc, co);
+        return;
+    }
+    const int simple = layout == ROW_MAJOR && transa == NO_TRANS && alpha == 1.0f &&
+                       beta == 0.0f && ao == 0 && bo == 0;
+    const int32_t *row_co = offsetc == ROW_OFFSET ? co : NULL;
+    if (simple && m <= FEW_ROWS && transb != NO_TRANS && (offsetc == ROW_OFFSET || co == NULL) &&
+        few_rows_gemm(m, n, k, a, lda, b, ldb, c, ldc, row_co) == 0)
+        return;
+    if (simple && split_gemm(transb, m, n, k, a, lda, b, ldb, c, ldc, offsetc, co) == 0)
+        return;
+    reference_gemm(layout, transa, transb, offsetc, m, n, k, alpha, a, lda, ao, b, ldb, bo, beta,
+                   c, ldc, co);
+}

@@ -1,0 +1,154 @@
+"""OpenAI chat messages turned into a Pygmalion prompt, for /v1/chat/completions.
+
+System messages are the persona, the assistant is the character, the user is "You".
+Clients such as SillyTavern's Chat Completion (Custom) send messages without `name`
+and no character field, so the character's name is read from the system text
+("Aqua's Persona:", "Write Aqua's next reply", "[Aqua's personality:"), else a neutral
+one. Example messages (system messages named example_user / example_assistant, as
+SillyTavern sends them) become example dialogue, and the reply stops at a line by the
+user under any name the client gives them, so it never runs on into other speakers.
+"""
+
+import re
+from dataclasses import dataclass
+
+from pyg_edge.characters import USER, Character, fill_placeholders
+from pyg_edge.errors import PromptTooLongError
+from pyg_edge.prompt import Message, Prompt, build_prompt
+from pyg_edge.server.params import BadRequest, Notes, field
+
+NEUTRAL_NAME = "Character"
+ROLES = ("system", "developer", "user", "assistant")
+_NAME = r"([^\n{}\[\]:]{1,40}?)"
+_CHARACTER_PATTERNS = [re.compile(p, re.MULTILINE) for p in (
+    rf"^{_NAME}'s Persona:", rf"\bWrite {_NAME}'s next reply", rf"\[{_NAME}'s personality:")]
+_USER_PATTERN = re.compile(rf"\bbetween {_NAME} and {_NAME}[.,\n]")
+_SPEAKER_LINE = re.compile(r"^([^\s:<>\[\]{}][^:\n<>\[\]{}]{0,39}):", re.MULTILINE)
+# SillyTavern's markers between prompt parts ("[Start a new Chat]", "[Example Chat]").
+_MARKER = re.compile(r"^\[(start a new (group )?chat|example chat)[^\]]*\]$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ChatParts:
+    """A chat body read into Pygmalion terms.
+
+    Attributes:
+      character: Who replies (persona from the system messages, examples).
+      history: Earlier Messages, oldest first.
+      message: The user's new message, or None when the chat ends with the character.
+      stop: Extra stop strings: lines by the user under their own name, and by others.
+    """
+
+    character: Character
+    history: list
+    message: str | None
+    stop: tuple
+
+
+def chat_parts(body: dict) -> ChatParts:
+    """Reads the messages (and the optional `character` / `char_name` fields) of a body.
+
+    Raises:
+      BadRequest: messages is missing, empty, or has a message without role or text.
+    """
+    messages = [_checked(i, m) for i, m in enumerate(_message_list(body))]
+    system = "\n".join(text for role, name, text in messages if role == "system" and not name)
+    name = _character_name(body, messages, system)
+    texts = [(role, who, fill_placeholders(text, name)) for role, who, text in messages]
+    persona = "\n".join(t for r, who, t in texts if r == "system" and not who and
+                        not _MARKER.match(t)).strip()
+    persona = persona.removeprefix(f"{name}'s Persona:").strip()
+    history = [Message(USER, t, True) if r == "user" else Message(name, t)
+               for r, who, t in texts if r != "system"]
+    message = history.pop().text if history and history[-1].is_user else None
+    character = Character(name, persona=persona, example_dialogue=_examples(texts, name))
+    return ChatParts(character, history, message, _extra_stops(body, system, texts, name))
+
+
+def _message_list(body: dict) -> list:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("field 'messages' must be a non-empty list")
+    return messages
+
+
+def _checked(index: int, message) -> tuple:
+    """(role, example name or "", text) of one message; content may be a list of parts."""
+    valid = isinstance(message, dict) and message.get("role") in ROLES
+    content = message.get("content") if valid else None
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, {"type": "image_url"}]
+        content = "".join(p.get("text", "") for p in content
+                          if isinstance(p, dict) and isinstance(p.get("text"), str))
+    if not isinstance(content, str):
+        raise BadRequest(f"messages[{index}] needs a role ({', '.join(ROLES)}) and string "
+                         "content")
+    role = "system" if message["role"] == "developer" else message["role"]
+    name = message.get("name") if isinstance(message.get("name"), str) else ""
+    example = name if role == "system" and name.startswith("example_") else ""
+    return role, example or (name if role == "assistant" else ""), content.strip()
+
+
+def _character_name(body: dict, messages: list, system: str) -> str:
+    given = field(body, "character", str, "") or field(body, "char_name", str, "")
+    named = [who for role, who, _ in messages if role == "assistant" and who]
+    if given or named:
+        return (given or named[0]).strip()
+    for pattern in _CHARACTER_PATTERNS:
+        if match := pattern.search(system):
+            return match.group(1).strip()
+    return NEUTRAL_NAME
+
+
+def _examples(texts: list, name: str) -> tuple:
+    """Example dialogue blocks from example_user / example_assistant system messages."""
+    blocks, lines = [], []
+    for role, who, text in texts:
+        if role == "system" and who in ("example_user", "example_assistant"):
+            speaker = USER if who == "example_user" else name
+            lines.append(f"{speaker}: {text.removeprefix(f'{speaker}:').strip()}")
+        elif role == "system" and lines:
+            blocks.append("\n".join(lines))  # any other system message ends a block
+            lines = []
+    return tuple(blocks + (["\n".join(lines)] if lines else []))
+
+
+def _extra_stops(body: dict, system: str, texts: list, name: str) -> tuple:
+    """Lines the reply must not write: the user under their own name, other speakers."""
+    users = [field(body, "user_name", str, "")]
+    if match := _USER_PATTERN.search(system):
+        users.append(match.group(2))
+    speakers = users + [s for r, _, t in texts if r != "system" for s in _SPEAKER_LINE.findall(t)]
+    unique = dict.fromkeys(s.strip() for s in speakers if s.strip())
+    return tuple(f"\n{s}:" for s in unique if s not in (name, USER))
+
+
+def fit_chat(parts: ChatParts, count_tokens, encode, decode, context: int,
+             max_new_tokens: int, notes: Notes) -> Prompt:
+    """build_prompt, shortening the persona (then the message) when even they do not fit."""
+    character, message = parts.character, parts.message
+    for _ in range(4):  # persona cut, cut again after a merge at its end, message cut
+        try:
+            return build_prompt(character, parts.history, message, count_tokens, context,
+                                max_new_tokens)
+        except PromptTooLongError:
+            over = count_tokens(_fixed_text(character, message)) - (context - max_new_tokens)
+            persona_ids = encode(character.persona)
+            if persona_ids and over > 0:
+                kept = decode(persona_ids[:max(len(persona_ids) - over - 8, 0)])
+                notes.add(f"persona cut from {len(persona_ids)} tokens to fit the context")
+                character = Character(character.name, persona=kept.rstrip("\ufffd"),
+                                      example_dialogue=character.example_dialogue)
+            elif message is not None:
+                ids = encode(message)
+                message = decode(ids[over + 8:]).lstrip("\ufffd")
+                notes.add(f"message cut from the left to {len(ids) - over - 8} tokens to fit")
+    raise PromptTooLongError(f"the chat does not fit in a context of {context} tokens")
+
+
+def _fixed_text(character: Character, message: str | None) -> str:
+    """What build_prompt always keeps: persona, <START>, the message and the reply's turn."""
+    lines = [f"{character.name}'s Persona: {character.persona}"] if character.persona else []
+    lines.append("<START>")
+    if message is not None:
+        lines.append(f"{USER}: {message}")
+    return "\n".join(lines + [f"{character.name}:"])

@@ -1,0 +1,105 @@
+"""KoboldCpp's extras (/api/extra): streaming, abort, tokens, and the status routes clients probe.
+
+SillyTavern turns on streaming and token counting when /api/extra/version reports
+KoboldCpp; KoboldAI Lite also reads the true context, the latest generation's figures
+(perf) and the text generated so far (generate/check), and loads a preloaded story.
+"""
+
+import time
+
+from aiohttp import web
+
+from pyg_edge import __version__
+from pyg_edge.server.common import MODEL, QUEUE, SETTINGS, json_body, stream_sse
+from pyg_edge.server.kobold import parsed_generate
+from pyg_edge.server.params import field
+
+# Lite sends `memory` apart from the prompt from 1.49, SillyTavern streams from 1.30.
+KOBOLDCPP_VERSION = "1.60.1"
+# KoboldCpp's stop_reason codes: out of tokens, end token, stop string (or abort).
+_STOP_REASONS = {"length": 0, "stop": 1, "cancelled": 2}
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/extra/version")
+async def version(request):
+    return web.json_response({
+        "result": "KoboldCpp", "version": KOBOLDCPP_VERSION,
+        "protected": bool(request.app[SETTINGS]["api_key"]), "txt2img": False,
+        "vision": False, "transcribe": False, "backend": f"pyg-edge {__version__}"})
+
+
+@routes.get("/api/extra/true_max_context_length")
+async def true_max_context(request):
+    return web.json_response({"value": request.app[MODEL].context_length})
+
+
+@routes.get("/api/extra/preloadstory")
+async def preloaded_story(request):
+    return web.json_response({})  # no story is preloaded
+
+
+@routes.post("/api/extra/generate/stream")
+async def stream(request):
+    completion, prompt = parsed_generate(request, await json_body(request))
+    return await stream_sse(
+        request, prompt, completion.options,
+        lambda piece: {"token": piece, "finish_reason": None}, completion.key,
+        done=lambda stats: [{"token": "", "finish_reason": _finish(stats.finish_reason)}],
+        name="message")  # Lite reads only events named "message"
+
+
+def _finish(reason: str) -> str:
+    return "length" if reason == "length" else "stop"
+
+
+@routes.post("/api/extra/abort")
+async def abort(request):
+    body = await json_body(request) if request.can_read_body else {}
+    aborted = request.app[QUEUE].abort(field(body, "genkey", str, ""))
+    return web.json_response({"success": "true" if aborted else "false", "done": "true"})
+
+
+@routes.post("/api/extra/tokencount")
+async def tokencount(request):
+    text = field(await json_body(request), "prompt", str, required=True)
+    ids = request.app[MODEL].tokenizer.encode(text)
+    return web.json_response({"value": len(ids), "ids": ids})
+
+
+@routes.get("/api/extra/generate/check")
+@routes.post("/api/extra/generate/check")
+async def check(request):
+    """The text so far of the current or latest generation, if it was started with genkey.
+
+    Without a genkey only a generation started without one is shown, so one client
+    never reads another's text.
+    """
+    body = await json_body(request) if request.method == "POST" and request.can_read_body else {}
+    record = request.app[QUEUE].last
+    text = record.text if record.key == field(body, "genkey", str, "") else ""
+    return web.json_response({"results": [{"text": text}]})
+
+
+@routes.get("/api/extra/perf")
+async def perf(request):
+    """The latest generation's figures, with KoboldCpp's names (seconds, tokens, tokens/s)."""
+    queue = request.app[QUEUE]
+    record, now = queue.last, time.time()
+    stats = record.stats
+    process = stats.first_token_seconds
+    evaluate = max(stats.seconds - process, 0.0)
+    processed = stats.prompt_tokens - stats.cached_tokens
+    return web.json_response({
+        "last_process": round(process, 3), "last_eval": round(evaluate, 3),
+        "last_token_count": stats.new_tokens, "last_input_count": stats.prompt_tokens,
+        "last_cached_count": stats.cached_tokens,
+        "last_process_speed": round(processed / process, 2) if process else 0.0,
+        "last_eval_speed": (round((stats.new_tokens - 1) / evaluate, 2)
+                            if evaluate and stats.new_tokens > 1 else 0.0),
+        "last_seed": -1 if record.seed is None else record.seed,
+        "total_gens": queue.generations, "queue": queue.waiting,
+        "stop_reason": _STOP_REASONS.get(stats.finish_reason, -1) if queue.generations else -1,
+        "finish_reason": stats.finish_reason if queue.generations else "",
+        "idle": 0 if record.running else 1, "uptime": round(now - queue.started_at, 1),
+        "idletime": round(now - (record.ended_at or queue.started_at), 1), "quiet": False})

@@ -1,0 +1,107 @@
+"""llama.cpp-style routes: /completion, /props, /tokenize and /detokenize.
+
+SillyTavern's Text Completion "llama.cpp" type generates through /completion and counts
+tokens through /tokenize ({"content": ...}); its "vLLM" type tokenizes through the same
+route with {"prompt": ...}. Other clients read the context size from /props
+(default_generation_settings.n_ctx).
+"""
+
+from aiohttp import web
+
+from pyg_edge import __version__
+from pyg_edge.server.common import (
+    MODEL,
+    SETTINGS,
+    fitted_prompt,
+    generate,
+    json_body,
+    limits,
+    stream_sse,
+)
+from pyg_edge.server.openai import parse_completion
+from pyg_edge.server.options import single_reply
+from pyg_edge.server.params import BadRequest, field
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/props")
+async def props(request):
+    model, settings = request.app[MODEL], request.app[SETTINGS]
+    defaults = settings["defaults"]
+    return web.json_response({
+        "default_generation_settings": {
+            "n_ctx": model.context_length, "model": settings["name"],
+            "n_predict": defaults.max_new_tokens, "temperature": defaults.temperature,
+            "top_k": defaults.top_k, "top_p": defaults.top_p,
+            "repeat_penalty": defaults.repetition_penalty, "seed": -1},
+        "total_slots": 1, "model_path": settings["name"], "chat_template": "",
+        "build_info": f"pyg-edge {__version__}"})
+
+
+@routes.post("/tokenize")
+async def tokenize(request):
+    """llama.cpp's {content, with_pieces} or vLLM's {prompt}; answers both shapes."""
+    body = await json_body(request)
+    key = "content" if "content" in body else "prompt"
+    model = request.app[MODEL]
+    ids = model.tokenizer.encode(field(body, key, str, required=True))
+    tokens = ids
+    if field(body, "with_pieces", bool, False):
+        tokens = [{"id": i, "piece": model.tokenizer.decode([i])} for i in ids]
+    return web.json_response({"tokens": tokens, "count": len(ids),
+                              "max_model_len": model.context_length})
+
+
+@routes.post("/detokenize")
+async def detokenize(request):
+    text = decode_ids(request, await json_body(request))
+    return web.json_response({"content": text, "prompt": text})
+
+
+def decode_ids(request, body: dict) -> str:
+    """The text of a body's `tokens` (a list of token ids).
+
+    Raises:
+      BadRequest: tokens is missing or holds something other than valid ids.
+    """
+    tokens = field(body, "tokens", list, required=True)
+    vocab = len(request.app[MODEL].tokenizer.vocabulary)
+    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
+               for t in tokens):
+        raise BadRequest(f"field 'tokens' must be a list of token ids from 0 to {vocab - 1}")
+    return request.app[MODEL].tokenizer.decode(tokens)
+
+
+@routes.post("/completion")
+async def completion(request):
+    """llama.cpp's native completion: {prompt, n_predict, ...} -> {content, stop, timings}."""
+    body = await json_body(request)
+    parsed = parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
+                              request.app[SETTINGS]["defaults"].max_new_tokens)
+    single_reply(parsed.n)
+    prompt = fitted_prompt(request, parsed)
+    if field(body, "stream", bool, False):
+        return await stream_sse(request, prompt, parsed.options,
+                                lambda piece: {"content": piece, "stop": False},
+                                done=lambda stats: [_final(request, "", stats, parsed)])
+    text, stats = await generate(request, prompt, parsed.options)
+    return web.json_response(_final(request, text, stats, parsed))
+
+
+def _final(request, text: str, stats, parsed) -> dict:
+    """The last (or only) answer of a /completion, with llama.cpp's figures."""
+    process = stats.first_token_seconds
+    evaluate = max(stats.seconds - process, 0.0)
+    reply = {
+        "content": text, "stop": True, "model": request.app[SETTINGS]["name"],
+        "tokens_predicted": stats.new_tokens, "tokens_evaluated": stats.prompt_tokens,
+        "tokens_cached": stats.cached_tokens, "truncated": bool(parsed.notes),
+        "stopped_eos": stats.finish_reason == "stop", "stopped_limit":
+            stats.finish_reason == "length", "stopped_word": False, "stopping_word": "",
+        "timings": {
+            "prompt_n": stats.prompt_tokens, "prompt_ms": round(process * 1000, 1),
+            "predicted_n": stats.new_tokens, "predicted_ms": round(evaluate * 1000, 1)}}
+    if parsed.notes:
+        reply["warnings"] = list(parsed.notes)
+    return reply

@@ -1,0 +1,84 @@
+"""The built-in web chat page and the two routes it calls (card upload, streamed reply)."""
+
+from importlib import resources
+
+from aiohttp import web
+
+from pyg_edge.characters import Character, character_from_bytes
+from pyg_edge.prompt import Message, build_prompt
+from pyg_edge.replies import MAX_REPLIES
+from pyg_edge.server.common import MODEL, SETTINGS, json_body, stream_sse
+from pyg_edge.server.params import BadRequest, field
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/")
+async def page(request):
+    text = resources.files("pyg_edge.server").joinpath("webchat.html").read_text("utf-8")
+    return web.Response(text=text, content_type="text/html")
+
+
+@routes.post("/api/pyg-edge/character")
+async def character_card(request):
+    """Parses an uploaded card (the raw bytes of a .json or .png file)."""
+    character = character_from_bytes(await request.read(), request.query.get("name", "card"))
+    return web.json_response(character.__dict__ | {
+        "example_dialogue": list(character.example_dialogue)})
+
+
+@routes.post("/api/pyg-edge/chat/stream")
+async def chat_stream(request):
+    """Streams the character's reply to a chat the page keeps: {character, history, message}.
+
+    An optional `replies` (default: serve --replies) samples that many replies from one
+    prompt pass; the others come with the last event as `spares`, for the page's
+    Regenerate.
+    """
+    body = await json_body(request)
+    model, settings = request.app[MODEL], request.app[SETTINGS]
+    character = _character_from_json(body.get("character"))
+    history = [_message_from_json(m, character.name) for m in body.get("history") or []]
+    message = field(body, "message", str, None)
+    options, others = settings["defaults"], []
+    n = field(body, "replies", int, settings["replies"], 1, MAX_REPLIES)
+    prompt = build_prompt(character, history, message, model.tokenizer.count,
+                          model.context_length, options.max_new_tokens)
+    return await stream_sse(request, prompt, options, lambda p: {"token": p},
+                            done=lambda stats: [{"finish_reason": stats.finish_reason,
+                                                 "spares": spare_texts(others)}],
+                            n=n, others=others)
+
+
+def spare_texts(others: list) -> list:
+    """The other replies worth showing later: finished, not empty, no repeats."""
+    kept = []
+    for text, reason in others:
+        if text and reason != "cancelled" and text not in kept:
+            kept.append(text)
+    return kept
+
+
+def _character_from_json(data) -> Character:
+    if not isinstance(data, dict):
+        raise BadRequest("field 'character' must be an object")
+    return Character(
+        name=field(data, "name", str, required=True),
+        persona=field(data, "persona", str, ""),
+        scenario=field(data, "scenario", str, ""),
+        greeting=field(data, "greeting", str, ""),
+        example_dialogue=tuple(_strings(field(data, "example_dialogue", list, []))),
+    )
+
+
+def _strings(values: list) -> list:
+    if not all(isinstance(v, str) for v in values):
+        raise BadRequest("field 'example_dialogue' must be a list of strings")
+    return values
+
+
+def _message_from_json(data, name: str) -> Message:
+    if not isinstance(data, dict):
+        raise BadRequest("each history entry must be an object")
+    is_user = field(data, "is_user", bool, False)
+    return Message("You" if is_user else name, field(data, "text", str, required=True), is_user)

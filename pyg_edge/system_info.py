@@ -1,0 +1,44 @@
+"""What `pyg-edge info` reports: the CPU, the GEMM backend in use and why, and CTranslate2."""
+
+import os
+
+from pyg_edge import __version__, gemm_backend
+
+# The ISA flags that decide which kernels can run (gemm_backend, CTranslate2's own dispatch).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+             "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16")
+
+
+def system_info(gemm: str | None = None) -> list:
+    """(label, value) rows; makes the GEMM choice for this process if none was made yet.
+
+    Args:
+      gemm: As PygModel's gemm argument.
+    """
+    ctranslate2 = gemm_backend.load_ctranslate2(gemm)
+    choice = gemm_backend.current_choice()
+    cpu = gemm_backend.read_cpu()
+    shim = gemm_backend.shim_path()
+    rows = [
+        ("pyg-edge", __version__),
+        ("ctranslate2", ctranslate2.__version__),
+        ("cpu", f"{cpu.model or 'unknown'} ({cpu.vendor or 'unknown vendor'})"),
+        ("cores", str(os.cpu_count())),
+        ("isa", " ".join(f for f in ISA_FLAGS if f in cpu.flags) or "unknown"),
+        ("gemm backend", choice.backend),
+        ("why", choice.reason),
+        ("self-test", _selftest_line(choice.selftest)),
+        ("c extension", str(shim) if shim else "not built (no C compiler at install)"),
+        ("cpu threads", os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} (all cores)"),
+        ("cpu compute types", ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))),
+        ("cuda devices", str(ctranslate2.get_cuda_device_count())),
+    ]
+    return rows
+
+
+def _selftest_line(verdict: dict | None) -> str:
+    if not verdict:
+        return "not needed"
+    state = "passed" if verdict.get("ok") else "FAILED"
+    when = "cached verdict" if verdict.get("cached") else f"{verdict.get('seconds', '?')} s"
+    return f"{state}, {verdict.get('cases', '?')} shapes ({when}): {verdict.get('detail', '')}"
