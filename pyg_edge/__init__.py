@@ -11,6 +11,7 @@ from pyg_edge.errors import (
 )
 from pyg_edge.model import GenerationStats, PygModel
 from pyg_edge.prompt import Message, Prompt, build_prompt
+from pyg_edge.replies import Replies
 from pyg_edge.sampling import SamplingOptions
 
 __version__ = "0.2.0"
@@ -27,6 +28,7 @@ __all__ = [
     "PromptTooLongError",
     "PygEdgeError",
     "PygModel",
+    "Replies",
     "SamplingOptions",
     "build_prompt",
     "load_character",

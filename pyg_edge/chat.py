@@ -14,6 +14,7 @@ from pathlib import Path
 from pyg_edge.characters import USER, Character
 from pyg_edge.errors import ChatFileError
 from pyg_edge.prompt import Message, Prompt, build_prompt
+from pyg_edge.replies import check_reply_count
 from pyg_edge.sampling import SamplingOptions
 
 # Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
@@ -29,13 +30,19 @@ class ChatSession:
       character: The Character; its greeting opens the chat.
       options: Sampling options for replies (defaults: SamplingOptions()).
       history: Earlier messages to continue from, instead of the greeting.
+      replies: Replies sampled per turn (PygModel.stream_replies): the first is shown, the
+        others are kept, and regenerate() shows one of them at once instead of generating.
+        1 (the default) keeps none.
     """
 
     def __init__(self, model, character: Character, options: SamplingOptions | None = None,
-                 history: list | None = None):
+                 history: list | None = None, replies: int = 1):
         self.model = model
         self.character = character
         self.options = options or SamplingOptions()
+        self.replies = check_reply_count(replies)
+        self._spares = []  # other replies to the context in _spares_for, not yet shown
+        self._spares_for = None
         self._first = 0  # history before this index is left out of prompts
         self._frozen = 0  # messages from _first on that belong to the cached prefix
         if history is not None:
@@ -44,16 +51,39 @@ class ChatSession:
             greeting = [Message(character.name, character.greeting)] if character.greeting else []
             self.history = greeting
 
-    def send(self, text: str, cancel=None) -> Iterator[str]:
-        """Adds the user's message and streams the character's reply."""
+    def send(self, text: str, cancel=None, replies: int | None = None) -> Iterator[str]:
+        """Adds the user's message and streams the character's reply.
+
+        Args:
+          text: The user's message.
+          cancel: An Event that stops the reply when set.
+          replies: Replies to sample for this turn (default: self.replies).
+        """
+        if replies is not None:
+            check_reply_count(replies)
         self.history.append(Message(USER, text.strip(), is_user=True))
-        return self.reply(cancel)
+        return self.reply(cancel, replies)
 
     def regenerate(self, cancel=None) -> Iterator[str]:
-        """Replaces the character's last reply with a new one, streamed."""
+        """Replaces the character's last reply with another.
+
+        A spare reply to the same chat (see `replies`) is shown at once, as a single
+        piece, without calling the model; otherwise a new reply is generated and streamed.
+        """
         if self.history and not self.history[-1].is_user:
             self.history.pop()
+        if self._spares and self._spares_for == self._context():
+            spare = self._spares.pop(0)
+            self.history.append(Message(self.character.name, spare))
+            return _at_once(spare)
         return self.reply(cancel)
+
+    @property
+    def spares(self) -> tuple:
+        """The replies regenerate() can still show at once for the chat as it stands."""
+        last_is_reply = self.history and not self.history[-1].is_user
+        context = self._context(self.history[:-1] if last_is_reply else self.history)
+        return tuple(self._spares) if self._spares_for == context else ()
 
     def undo(self) -> list:
         """Removes the last exchange (the user's last message and what followed it).
@@ -108,17 +138,52 @@ class ChatSession:
         """Replaces the history with a saved chat's."""
         self.history = read_chat(path, self.character.name)
 
-    def reply(self, cancel=None) -> Iterator[str]:
-        """Streams the character's reply to the history as it stands, and records it."""
+    def reply(self, cancel=None, replies: int | None = None) -> Iterator[str]:
+        """Streams the character's reply to the history as it stands, and records it.
+
+        With replies > 1 the other replies are kept as spares once the iteration ends.
+
+        Raises:
+          ValueError: replies is not a valid number of replies (checked at once).
+        """
+        n = self.replies if replies is None else check_reply_count(replies)
+        self._spares, self._spares_for = [], None
+        return self._stream_reply(n, cancel)
+
+    def _stream_reply(self, n: int, cancel) -> Iterator[str]:
+        context, prompt = self._context(), self.prompt()
+        if n > 1:
+            stream = self.model.stream_replies(prompt, n, self.options, cancel=cancel)
+        else:
+            stream = self.model.stream(prompt, self.options, cancel=cancel)
         pieces = []
         try:
-            for piece in self.model.stream(self.prompt(), self.options, cancel=cancel):
+            for piece in stream:
                 pieces.append(piece)
                 yield piece
         finally:
             # Whatever was shown is kept, also when the reply was cancelled.
             if pieces:
                 self.history.append(Message(self.character.name, "".join(pieces)))
+        if n > 1:
+            self._keep_spares(stream, "".join(pieces), context)
+
+    def _keep_spares(self, replies, shown: str, context) -> None:
+        """Keeps the finished replies that differ from the shown one and from each other."""
+        kept = []
+        for text, reason in zip(replies.texts[1:], replies.finish_reasons[1:], strict=True):
+            if text and reason != "cancelled" and text != shown and text not in kept:
+                kept.append(text)
+        self._spares, self._spares_for = kept, context
+
+    def _context(self, history=None) -> tuple:
+        """What a reply answers: the history before it and the sampling options."""
+        return tuple(self.history if history is None else history), self.options
+
+
+def _at_once(text: str) -> Iterator[str]:
+    """A reply already made, as a stream of one piece (closable like a generated one)."""
+    yield text
 
 
 def write_chat(path, character_name: str, history: list) -> None:

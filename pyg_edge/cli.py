@@ -15,6 +15,7 @@ from pyg_edge.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.model import DEVICES, PygModel, read_metadata
 from pyg_edge.prompt import build_prompt
+from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
@@ -92,9 +93,12 @@ def sampling_options(command):
 @click.option("--character", "-c", "card", type=click.Path(),
               help="Character card (.json or .png) [default: the demo's Robin].")
 @click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) to continue.")
+@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
+              help="Replies sampled per turn in one batch; the extras make /regen instant "
+                   "(each costs memory and some speed).")
 @model_options
 @sampling_options
-def chat(model_path, card, history, device, compute_type, threads, **sampling):
+def chat(model_path, card, history, replies, device, compute_type, threads, **sampling):
     """Chat with a character in the terminal; also reads messages piped on stdin.
 
     Without MODEL, chats with the bundled demo model (converted on first use).
@@ -110,7 +114,8 @@ def chat(model_path, card, history, device, compute_type, threads, **sampling):
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
             # The seed applies once, at load: /regen must give a new reply, not the same one.
-            session = ChatSession(model, character, options.with_overrides(seed=None), messages)
+            session = ChatSession(model, character, options.with_overrides(seed=None), messages,
+                                  replies)
             _chat_loop(session)
 
 
@@ -161,8 +166,12 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
               help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
 @click.option("--max-length", default=512, show_default=True,
               help="The most new tokens one request gets (more is lowered to this).")
+@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
+              help="Replies the web chat page gets per turn; the extras make its Regenerate "
+                   "instant.")
 @model_options
-def serve(model_path, host, port, api_key, max_length, device, compute_type, threads):
+def serve(model_path, host, port, api_key, max_length, replies, device, compute_type,
+          threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page."""
     try:
         from pyg_edge.server import serve as run_server
@@ -170,7 +179,7 @@ def serve(model_path, host, port, api_key, max_length, device, compute_type, thr
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
     with _user_errors():
-        run_server(model_path, host, port, api_key, max_length, device=device,
+        run_server(model_path, host, port, api_key, max_length, replies, device=device,
                    compute_type=compute_type, cpu_threads=threads)
 
 

@@ -152,3 +152,80 @@ def test_history_is_trimmed_in_large_steps(tiny_model):
     # The first trim left room (a quarter of the context), so no message was dropped now.
     assert second.dropped_messages == first.dropped_messages
     assert first.token_count <= 256 - 30 - 256 // 4 + 10
+
+
+# Spare replies: several replies per turn, and a regenerate that shows one at once --------
+
+def forbid_model_calls(model, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was called")
+
+    monkeypatch.setattr(model, "stream", refuse)
+    monkeypatch.setattr(model, "stream_replies", refuse)
+
+
+def test_regenerate_shows_a_spare_reply_without_calling_the_model(tiny_model, monkeypatch,
+                                                                 tmp_path):
+    session = ChatSession(tiny_model, AQUA, OPTIONS, replies=3)
+    shown = "".join(session.send("Hello!"))
+    spares = session.spares
+    assert spares and shown not in spares and len(set(spares)) == len(spares)
+    forbid_model_calls(tiny_model, monkeypatch)
+    assert list(session.regenerate()) == [spares[0]]
+    assert session.history[-1] == Message("Aqua", spares[0]) and len(session.history) == 3
+    assert session.spares == spares[1:]
+    session.save(tmp_path / "chat.jsonl")
+    saved = read_chat(tmp_path / "chat.jsonl", "Aqua")
+    assert [m.text for m in saved] == ["Are you new here?", "Hello!", spares[0]]
+
+
+def test_once_the_spares_are_used_regenerate_samples_again(tiny_model, monkeypatch):
+    session = ChatSession(tiny_model, AQUA, OPTIONS, replies=2)
+    list(session.send("Hello!"))
+    assert len(session.spares) == 1
+    list(session.regenerate())
+    calls = []
+    original = tiny_model.stream_replies
+    monkeypatch.setattr(tiny_model, "stream_replies",
+                        lambda *args, **kwargs: calls.append(args[1]) or original(*args, **kwargs))
+    assert "".join(session.regenerate()) == session.history[-1].text
+    assert calls == [2] and len(session.history) == 3
+
+
+def test_spares_are_dropped_when_the_chat_changes(tiny_model, monkeypatch):
+    session = ChatSession(tiny_model, AQUA, OPTIONS, replies=3)
+    list(session.send("Hello!"))
+    assert session.spares
+    session.edit(1, "Hello there!")  # the user's message: the spares answer another chat
+    assert session.spares == ()
+    forbid_model_calls(tiny_model, monkeypatch)
+    with pytest.raises(AssertionError, match="the model was called"):
+        list(session.regenerate())
+
+
+def test_a_cancelled_turn_keeps_no_spares(tiny_model):
+    import threading
+
+    cancel = threading.Event()
+    session = ChatSession(tiny_model, AQUA, OPTIONS.with_overrides(max_new_tokens=60),
+                          replies=3)
+    for _ in session.send("Hello!", cancel=cancel):
+        cancel.set()
+    assert session.spares == () and session.history[-1].speaker == "Aqua"
+
+
+def test_greedy_turns_keep_no_copies_of_the_reply(tiny_model):
+    session = ChatSession(tiny_model, AQUA, SamplingOptions(temperature=0, max_new_tokens=12),
+                          replies=3)
+    list(session.send("Hello!"))
+    assert session.spares == ()
+
+
+@pytest.mark.parametrize("replies", [0, -2, 10**6, 1.5])
+def test_a_bad_number_of_replies_is_refused(tiny_model, replies):
+    with pytest.raises(ValueError, match="expected a whole number from 1 to"):
+        ChatSession(tiny_model, AQUA, OPTIONS, replies=replies)
+    session = ChatSession(tiny_model, AQUA, OPTIONS)
+    with pytest.raises(ValueError, match="expected a whole number from 1 to"):
+        session.send("Hello!", replies=replies)
+    assert session.history == [Message("Aqua", "Are you new here?")]  # nothing half-done

@@ -115,3 +115,28 @@ def test_user_errors_are_one_line(model, card, tmp_path, args, fragment):
 def test_generate_needs_exactly_one_prompt_source(model):
     result = invoke("generate", model)
     assert result.exit_code == 2 and "exactly one of --prompt and --prompt-file" in result.output
+
+
+def test_chat_regen_shows_a_spare_reply_with_replies_2(model, card, tmp_path, monkeypatch):
+    from pyg_edge.model import PygModel
+
+    calls = []
+    original = PygModel.stream_replies
+    monkeypatch.setattr(PygModel, "stream_replies",
+                        lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
+    saved = tmp_path / "chat.jsonl"
+    script = f"Hello!\n/regen\n/save {saved}\n"
+    result = invoke("chat", model, "-c", card, "--max-new-tokens", "12", "--temperature", "1",
+                    "--seed", "3", "--replies", "2", input=script)
+    assert result.exit_code == 0, result.output
+    replies = [line for line in result.output.splitlines() if line.startswith("Aqua: ")][1:]
+    assert len(replies) == 2 and replies[0] != replies[1]
+    assert calls == [2]  # one batch of two replies; /regen showed the spare
+    last = json.loads(saved.read_text(encoding="utf-8").splitlines()[-1])
+    assert "Aqua: " + last["mes"] == replies[1]
+
+
+@pytest.mark.parametrize("count", ["0", "9", "-1"])
+def test_chat_refuses_a_bad_number_of_replies(model, card, count):
+    result = invoke("chat", model, "-c", card, "--replies", count, input="Hi\n")
+    assert result.exit_code == 2 and "--replies" in result.output

@@ -27,6 +27,18 @@ class SlowModel:
             time.sleep(0.02)
             yield piece
 
+    def stream_replies(self, *args, **kwargs):
+        replies = self._model.stream_replies(*args, **kwargs)
+        original = replies._pieces
+
+        def slowed():
+            for piece in original:
+                time.sleep(0.02)
+                yield piece
+
+        replies._pieces = slowed()
+        return replies
+
 
 @pytest.fixture(scope="module")
 def server(tiny_model):
@@ -136,7 +148,12 @@ def error_message(path, reply):
     ("POST", "/api/v1/generate", '{"prompt": "x", "temperature": "hot"}', 400, "must be float"),
     ("POST", "/api/v1/generate", '{"prompt": "x", "max_context_length": 5}', 400,
      "at least 32 tokens"),
-    ("POST", "/v1/completions", '{"prompt": "x", "n": 2}', 400, "one reply per request"),
+    ("POST", "/v1/completions", '{"prompt": "x", "n": 0}', 400, "field 'n' is 0, expected 1 to 8"),
+    ("POST", "/v1/completions", '{"prompt": "x", "n": 9}', 400, "field 'n' is 9, expected 1 to 8"),
+    ("POST", "/v1/chat/completions", '{"messages": [{"role": "user", "content": "x"}], "n": -1}',
+     400, "field 'n' is -1"),
+    ("POST", "/v1/completions", '{"prompt": "x", "n": "2"}', 400, "field 'n' must be int"),
+    ("POST", "/v1/completions", '{"prompt": "x", "n": 2.5}', 400, "field 'n' must be int"),
     ("POST", "/v1/chat/completions", '{"messages": [{"role": "bot"}]}', 400, "needs a role"),
     ("POST", "/v1/chat/completions", '{"messages": []}', 400, "non-empty list"),
     ("GET", "/api/v1/nothing", None, 404, "Not Found"),
@@ -234,3 +251,99 @@ def test_web_chat_page_card_upload_and_reply(server):
         "message": "Hello!"})
     assert events[-1]["finish_reason"] in ("stop", "length") and len(events) > 1
     assert len(events) - 1 <= 60
+
+
+# OpenAI's n: several choices from one prompt pass --------------------------------------
+
+SAMPLED = {"temperature": 1.0, "top_p": 1.0, "repetition_penalty": 1.0, "max_tokens": 12}
+
+
+def test_completions_with_n_return_n_choices_each_ending_at_its_stop(server):
+    body = {"prompt": PROMPT, "n": 3, "stop": ["e"], "seed": 5, **SAMPLED}
+    status, reply = server.request("POST", "/v1/completions", body)
+    assert status == 200, reply
+    choices = reply["choices"]
+    assert [c["index"] for c in choices] == [0, 1, 2]
+    assert all(c["finish_reason"] in ("stop", "length") and "e" not in c["text"]
+               for c in choices)
+    assert len({c["text"] for c in choices}) > 1  # sampled, not copies
+    again = server.request("POST", "/v1/completions", body)[1]["choices"]
+    assert [c["text"] for c in again] == [c["text"] for c in choices]  # the seed holds
+    assert reply["usage"]["completion_tokens"] >= len(choices)  # every choice counted
+
+
+def sillytavern_stream(events, field):
+    """Reads streamed chunks as SillyTavern does: index > 0 goes to the swipes."""
+    text, swipes = "", {}
+    for event in events[:-1]:
+        choice = event["choices"][0]
+        piece = choice["delta"].get("content", "") if field == "delta" else choice["text"]
+        if choice["index"] > 0:
+            swipes[choice["index"] - 1] = swipes.get(choice["index"] - 1, "") + piece
+        else:
+            text += piece
+    return text, [swipes[i] for i in sorted(swipes)]
+
+
+def test_streamed_completions_with_n_stream_choice_0_then_send_the_others(server):
+    body = {"prompt": PROMPT, "n": 3, "seed": 8, **SAMPLED}
+    expected = [c["text"] for c in server.request("POST", "/v1/completions", body)[1]["choices"]]
+    events = server.events("/v1/completions", {**body, "stream": True})
+    assert events[-1] == "[DONE]" and all(len(e["choices"]) == 1 for e in events[:-1])
+    indexes = [e["choices"][0]["index"] for e in events[:-1]]
+    assert indexes == sorted(indexes) and indexes[-4:] == [1, 1, 2, 2]
+    finished = [e["choices"][0] for e in events[:-1] if e["choices"][0]["finish_reason"]]
+    assert [c["index"] for c in finished] == [0, 1, 2]
+    text, swipes = sillytavern_stream(events, "text")
+    assert [text, *swipes] == expected
+
+
+def test_chat_completions_with_n_as_sillytavern_sends_them(server):
+    # SillyTavern's Custom (OpenAI-compatible) source with "Multiple swipes per generation".
+    body = {"messages": [{"role": "system", "content": "A goddess of water."},
+                         {"role": "user", "content": "Hi Aqua."}],
+            "model": "pyg-edge", "temperature": 1, "frequency_penalty": 0,
+            "presence_penalty": 0, "top_p": 1, "max_tokens": 12, "stream": False,
+            "logit_bias": {}, "seed": 3, "n": 2}
+    status, reply = server.request("POST", "/v1/chat/completions", body)
+    assert status == 200, reply
+    contents = [c["message"]["content"] for c in reply["choices"]]
+    assert [c["index"] for c in reply["choices"]] == [0, 1]
+    assert all(c == c.strip() for c in contents)
+    events = server.events("/v1/chat/completions", {**body, "stream": True})
+    text, swipes = sillytavern_stream(events, "delta")
+    assert [text, *swipes] == contents
+
+
+def test_greedy_n_gives_copies_of_the_greedy_completion(server):
+    body = {"prompt": PROMPT, "max_tokens": 12, "temperature": 0}
+    single = server.request("POST", "/v1/completions", body)[1]["choices"][0]["text"]
+    status, reply = server.request("POST", "/v1/completions", {**body, "n": 2})
+    assert status == 200 and [c["text"] for c in reply["choices"]] == [single, single]
+
+
+def test_web_chat_sends_spare_replies_with_its_last_event(tiny_model):
+    running = RunningServer(tiny_model, defaults=SamplingOptions(max_new_tokens=12,
+                                                                 temperature=1.0), replies=3)
+    try:
+        events = running.events("/api/pyg-edge/chat/stream", {
+            "character": {"name": "Aqua"}, "history": [], "message": "Hello!"})
+        spares = events[-1]["spares"]
+        assert 1 <= len(spares) <= 2 and len(set(spares)) == len(spares)
+        assert all(isinstance(s, str) and s and s == s.strip() for s in spares)
+        single = running.events("/api/pyg-edge/chat/stream", {
+            "character": {"name": "Aqua"}, "history": [], "message": "Hello!", "replies": 1})
+        assert single[-1]["spares"] == []
+    finally:
+        running.stop()
+
+
+def test_a_client_that_leaves_an_n_stream_stops_every_choice(slow_server, tiny_model):
+    # Greedy: the tiny model's sampled replies may end early by themselves.
+    body = {"prompt": PROMPT, "n": 3, "stream": True, "temperature": 0, "max_tokens": 200}
+    events = slow_server.events("/v1/completions", body, stop_after=3)
+    assert len(events) == 3
+    started = time.monotonic()
+    generate(slow_server, max_length=2, **GREEDY)  # waits its turn behind the abandoned one
+    assert time.monotonic() - started < 3  # 200 slow pieces would take over 4 s
+    assert tiny_model.last_generation.new_tokens <= 2

@@ -104,7 +104,7 @@ def test_custom_chat_streams(server):
 
 
 @pytest.mark.parametrize("body, fragment", [
-    ({"messages": [{"role": "user", "content": "Hi"}], "n": 2}, "one reply per request"),
+    ({"messages": [{"role": "user", "content": "Hi"}], "n": 9}, "field 'n' is 9, expected 1 to 8"),
     ({"messages": "Hi"}, "non-empty list"),
     ({"messages": [{"role": "user", "content": "Hi"}], "temperature": "warm"}, "must be float"),
 ])

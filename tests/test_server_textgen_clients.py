@@ -88,11 +88,22 @@ def test_a_fixed_seed_repeats_the_completion(server):
     assert server.request("POST", "/v1/completions", body)[1]["choices"][0]["text"] == first
 
 
-def test_several_replies_are_refused_with_an_openai_error(server):
+def test_vllm_n_gets_that_many_choices_and_too_many_an_openai_error(server):
     status, reply = server.request("POST", "/v1/completions",
-                                   {**st_textgen("vllm", SHORT), "n": 3})
-    assert status == 400 and "one reply per request" in reply["error"]["message"]
+                                   {**st_textgen("vllm", SHORT), "n": 3, "max_tokens": 8})
+    assert status == 200, reply
+    assert [c["index"] for c in reply["choices"]] == [0, 1, 2]
+    assert all(c["finish_reason"] in ("stop", "length") for c in reply["choices"])
+    status, reply = server.request("POST", "/v1/completions",
+                                   {**st_textgen("vllm", SHORT), "n": 9})
+    assert status == 400 and "field 'n' is 9, expected 1 to 8" in reply["error"]["message"]
     assert reply["error"]["type"] == "invalid_request_error"
+
+
+def test_llamacpp_completion_still_gives_one_reply(server):
+    status, reply = server.request("POST", "/completion",
+                                   {**st_textgen("llamacpp", SHORT), "n": 2})
+    assert status == 400 and "one reply per request" in reply["error"]["message"]
 
 
 def test_props_and_model_info(server):

@@ -68,3 +68,41 @@ def test_upload_a_card_chat_and_regenerate_in_a_real_browser(tiny_model, browser
         assert (shots / "webchat.png").read_bytes().startswith(b"\x89PNG")
     finally:
         server.stop()
+
+
+class CountingModel:
+    """The tiny model, counting the batches of replies it is asked for."""
+
+    def __init__(self, model):
+        self._model, self.batches = model, 0
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def stream_replies(self, *args, **kwargs):
+        self.batches += 1
+        return self._model.stream_replies(*args, **kwargs)
+
+
+def test_regenerate_shows_a_spare_reply_without_asking_the_server(tiny_model, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model = CountingModel(tiny_model)
+    options = SamplingOptions(max_new_tokens=16, temperature=1.0, seed=4)
+    server = RunningServer(model, defaults=options, replies=3)
+    try:
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        wait = WebDriverWait(browser, 30)
+        browser.find_element(By.ID, "message").send_keys("Hello!", Keys.ENTER)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".msg")) == 3
+                   and b.find_element(By.ID, "status").text == "")
+        first = browser.find_elements(By.CSS_SELECTOR, ".msg")[-1].text
+        assert model.batches == 1
+        browser.find_element(By.ID, "regen").click()
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, ".msg")[-1].text != first)
+        assert len(browser.find_elements(By.CSS_SELECTOR, ".msg")) == 3
+        assert model.batches == 1  # the spare came from the page, not the model
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is ref
 
 
 def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
-               defaults: SamplingOptions = None) -> web.Application:
+               defaults: SamplingOptions = None, replies: int = 1) -> web.Application:
     """Builds the server around a loaded model.
 
     Args:
@@ -27,13 +27,15 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
       api_key: When set, every API request needs it (Authorization: Bearer KEY).
       max_length: The most new tokens one request may ask for.
       defaults: Sampling options for fields a request leaves out.
+      replies: Replies the web chat page samples per turn; the extras make its
+        Regenerate instant.
     """
     app = web.Application(middlewares=[errors_as_json, require_key],
                           client_max_size=MAX_BODY_BYTES)
     app[MODEL] = model
     app[QUEUE] = GenerationQueue(model)
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
-                     "defaults": defaults or SamplingOptions(),
+                     "defaults": defaults or SamplingOptions(), "replies": replies,
                      "name": "pyg-edge/" + os.path.basename(os.path.normpath(model.path))}
     for api in (kobold, koboldcpp, openai, textgen, llamacpp, webchat):
         app.add_routes(api.routes)
@@ -46,12 +48,13 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: str = "",
-          max_length: int = 512, **model_options) -> None:
+          max_length: int = 512, replies: int = 1, **model_options) -> None:
     """Loads a model and serves it until interrupted."""
     if not _is_loopback(host) and not api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it", host)
     with PygModel(model_path, **model_options) as model:
-        web.run_app(create_app(model, api_key, max_length), host=host, port=port)
+        web.run_app(create_app(model, api_key, max_length, replies=replies), host=host,
+                    port=port)
 
 
 def _is_loopback(host: str) -> bool:

@@ -70,19 +70,27 @@ async def _cancel_on_disconnect(request, cancel: threading.Event):
         watcher.cancel()
 
 
-async def generate(request, prompt, options, key="") -> tuple:
-    """Runs one generation to its end; returns (text, GenerationStats)."""
+async def generate(request, prompt, options, key="", n=1, others=None) -> tuple:
+    """Runs one generation to its end; returns (text, GenerationStats).
+
+    With n > 1 the text is the first reply's; others receives the rest (see
+    GenerationQueue.stream).
+    """
     cancel, stats, pieces = threading.Event(), GenerationStats(), []
     async with _cancel_on_disconnect(request, cancel):
-        async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key):
+        async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
+                                                     n, others):
             pieces.append(piece)
     return "".join(pieces), stats
 
 
-async def stream_sse(request, prompt, options, event, key="", done=None, name=None):
+async def stream_sse(request, prompt, options, event, key="", done=None, name=None, n=1,
+                     others=None):
     """Streams a generation as server-sent events: event(piece) per piece, then done(stats).
 
-    name, when given, goes on every event's `event:` line (KoboldCpp's "message").
+    name, when given, goes on every event's `event:` line (KoboldCpp's "message"). With
+    n > 1 the pieces are the first reply's, and others holds the rest by the time done
+    is called (see GenerationQueue.stream).
     """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
@@ -90,7 +98,8 @@ async def stream_sse(request, prompt, options, event, key="", done=None, name=No
     cancel, stats = threading.Event(), GenerationStats()
     try:
         async with _cancel_on_disconnect(request, cancel):
-            async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key):
+            async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
+                                                         n, others):
                 await response.write(sse(event(piece), name))
             for line in done(stats) if done else ():
                 await response.write(sse(line, name))

@@ -60,7 +60,8 @@ class GenerationQueue:
         self.last = GenerationRecord()
 
     async def stream(self, prompt, options, cancel: threading.Event,
-                     stats: GenerationStats, key: str = "") -> AsyncIterator[str]:
+                     stats: GenerationStats, key: str = "", n: int = 1,
+                     others: list | None = None) -> AsyncIterator[str]:
         """Yields the text pieces of one generation once its turn comes.
 
         Args:
@@ -68,6 +69,10 @@ class GenerationQueue:
           cancel: Ends this generation, running or still waiting, when set.
           stats: Filled with the generation's figures when it ends.
           key: Lets abort(key) find this generation.
+          n: Replies to sample from one prompt pass (PygModel.stream_replies); the
+            pieces yielded are the first reply's.
+          others: When given, receives (text, finish_reason) of replies 2 to n once
+            they end.
         """
         self._active[cancel] = key
         try:
@@ -78,7 +83,8 @@ class GenerationQueue:
                 self._running = cancel
                 self.last = record = GenerationRecord(key, options.seed, running=True)
                 try:
-                    async for piece in self._generate(prompt, options, cancel, stats):
+                    async for piece in self._generate(prompt, options, cancel, stats, n,
+                                                      others):
                         record.pieces.append(piece)
                         yield piece
                 finally:
@@ -110,18 +116,28 @@ class GenerationQueue:
             event.set()
         self._worker.shutdown(wait=True)
 
-    async def _generate(self, prompt, options, cancel, stats) -> AsyncIterator[str]:
+    async def _generate(self, prompt, options, cancel, stats, n=1,
+                        others=None) -> AsyncIterator[str]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
         def work():
+            replies = None
             try:
-                for piece in self.model.stream(prompt, options, cancel=cancel):
+                if n > 1:
+                    pieces = replies = self.model.stream_replies(prompt, n, options,
+                                                                 cancel=cancel)
+                else:
+                    pieces = self.model.stream(prompt, options, cancel=cancel)
+                for piece in pieces:
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
             except Exception as error:  # noqa: BLE001  handed to the request that asked
                 loop.call_soon_threadsafe(queue.put_nowait, error)
             finally:
                 final = self.model.last_generation
+                if replies is not None and others is not None:
+                    others.extend(zip(replies.texts[1:], replies.finish_reasons[1:],
+                                      strict=True))
                 loop.call_soon_threadsafe(queue.put_nowait, (_DONE, final))
 
         task = loop.run_in_executor(self._worker, work)

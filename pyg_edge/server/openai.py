@@ -4,6 +4,12 @@
 clients send (SillyTavern's Text Completion: max_new_tokens, truncation_length,
 stopping_strings, rep_pen, ...), so every type SillyTavern offers gets the same reply.
 /v1/chat/completions builds a Pygmalion prompt from the messages (chat_messages).
+
+`n` asks for several choices from one prompt pass (PygModel.stream_replies). Choice 0 is
+generated and streamed as with n = 1; choices 1 to n-1 are sampled beside it in the same
+batch. Streamed, they follow choice 0's last chunk, one chunk of whole text and one
+finishing chunk each, every chunk holding one choice with its index (the OpenAI format
+allows interleaved choices; SillyTavern files chunks with index > 0 as swipes).
 """
 
 import time
@@ -12,6 +18,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.chat_messages import chat_parts, fit_chat
 from pyg_edge.server.common import (
@@ -28,7 +35,6 @@ from pyg_edge.server.options import (
     Limits,
     fit_context,
     sampling_options,
-    single_reply,
 )
 from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
 
@@ -49,7 +55,7 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
       prompt: The prompt (None: the body's `prompt`).
 
     Raises:
-      BadRequest: a field has the wrong type.
+      BadRequest: a field has the wrong type, or n is not 1 to MAX_REPLIES.
     """
     notes = Notes()
     context = fit_context(first_field(body, _CONTEXT, int), limits, notes, "truncation_length")
@@ -67,9 +73,7 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
         seed=first_field(body, ("seed", "sampler_seed"), int),
         stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
     )
-    n = field(body, "n", int, 1)
-    if n < 1:
-        raise BadRequest(f"field 'n' is {n}, expected 1 or more")
+    n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
     prompt = completion_prompt(body) if prompt is None else prompt
     return Completion(prompt, options, context, n=n, notes=notes)
 
@@ -114,23 +118,23 @@ async def chat_completions(request):
 
 
 def _parse(request, body, default_tokens, prompt=None) -> Completion:
-    completion = parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
-                                  default_tokens, prompt)
-    single_reply(completion.n)
-    return completion
+    return parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
+                            default_tokens, prompt)
 
 
 async def _reply(request, body, kind, prompt, completion: Completion):
     name, options = request.app[SETTINGS]["name"], completion.options
+    n, others = completion.n, []  # others: choices 1.. as (text, finish_reason)
     if not field(body, "stream", bool, False):
-        text, stats = await generate(request, prompt, options)
-        return web.json_response(completion_body(kind, name, text, stats,
-                                                 warnings=list(completion.notes)))
+        text, stats = await generate(request, prompt, options, n=n, others=others)
+        reply = completion_body(kind, name, text, stats, warnings=list(completion.notes))
+        return web.json_response(add_choices(reply, kind, others))
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
     return await stream_sse(
         request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
         done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
-                            "[DONE]"])
+                            *other_chunks(kind, name, ident, others), "[DONE]"],
+        n=n, others=others)
 
 
 def completion_body(kind: str, model: str, text: str, stats, created: int = 0,
@@ -165,5 +169,28 @@ def chunk_body(kind: str, model: str, ident: str, piece, finish=None) -> dict:
             "choices": [choice]}
 
 
+def add_choices(completion: dict, kind: str, others: list) -> dict:
+    """Appends choices 1.. (others: (text, finish_reason) pairs) to a finished completion."""
+    for index, (text, reason) in enumerate(others, start=1):
+        choice = ({"index": index, "message": {"role": "assistant", "content": text}}
+                  if kind == "chat.completion" else {"index": index, "text": text,
+                                                     "logprobs": None})
+        choice["finish_reason"] = _finish(reason)
+        completion["choices"].append(choice)
+    return completion
+
+
+def other_chunks(kind: str, model: str, ident: str, others: list) -> list:
+    """The streamed chunks of choices 1..: each one's text, then its finishing chunk."""
+    chunks = []
+    for index, (text, reason) in enumerate(others, start=1):
+        for chunk in (chunk_body(kind, model, ident, text),
+                      chunk_body(kind, model, ident, None, _finish(reason))):
+            chunk["choices"][0]["index"] = index
+            chunks.append(chunk)
+    return chunks
+
+
 def _finish(reason: str) -> str:
+    # A reply cut short by a client that left is never sent; "stop" as for choice 0.
     return "length" if reason == "length" else "stop"

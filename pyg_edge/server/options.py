@@ -67,7 +67,10 @@ def fit_context(asked: int | None, limits: Limits, notes: Notes, key: str) -> in
 
 
 def single_reply(n: int) -> None:
-    """Refuses n > 1 until several replies per request are supported."""
+    """Refuses n > 1 on routes whose reply holds one text (KoboldAI, llama.cpp).
+
+    The OpenAI routes return n choices instead (openai.parse_completion checks n there).
+    """
     if n != 1:
         raise BadRequest(f"field 'n' is {n}: this server returns one reply per request "
                          "(send n = 1)")

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from pyg_edge.characters import Character, character_from_bytes
 from pyg_edge.prompt import Message, build_prompt
+from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.server.common import MODEL, SETTINGS, json_body, stream_sse
 from pyg_edge.server.params import BadRequest, field
 
@@ -28,17 +29,34 @@ async def character_card(request):
 
 @routes.post("/api/pyg-edge/chat/stream")
 async def chat_stream(request):
-    """Streams the character's reply to a chat the page keeps: {character, history, message}."""
+    """Streams the character's reply to a chat the page keeps: {character, history, message}.
+
+    An optional `replies` (default: serve --replies) samples that many replies from one
+    prompt pass; the others come with the last event as `spares`, for the page's
+    Regenerate.
+    """
     body = await json_body(request)
     model, settings = request.app[MODEL], request.app[SETTINGS]
     character = _character_from_json(body.get("character"))
     history = [_message_from_json(m, character.name) for m in body.get("history") or []]
     message = field(body, "message", str, None)
-    options = settings["defaults"]
+    options, others = settings["defaults"], []
+    n = field(body, "replies", int, settings["replies"], 1, MAX_REPLIES)
     prompt = build_prompt(character, history, message, model.tokenizer.count,
                           model.context_length, options.max_new_tokens)
     return await stream_sse(request, prompt, options, lambda p: {"token": p},
-                            done=lambda stats: [{"finish_reason": stats.finish_reason}])
+                            done=lambda stats: [{"finish_reason": stats.finish_reason,
+                                                 "spares": spare_texts(others)}],
+                            n=n, others=others)
+
+
+def spare_texts(others: list) -> list:
+    """The other replies worth showing later: finished, not empty, no repeats."""
+    kept = []
+    for text, reason in others:
+        if text and reason != "cancelled" and text not in kept:
+            kept.append(text)
+    return kept
 
 
 def _character_from_json(data) -> Character:
