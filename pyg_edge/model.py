@@ -114,11 +114,17 @@ class PygModel:
     def context_length(self) -> int:
         return self.metadata["context_length"]
 
+    @property
+    def cached_prefixes(self) -> frozenset:
+        """The static prefixes (tuples of token ids) CTranslate2 holds in its cache now."""
+        return frozenset(self._cached_prefixes)
+
     def stream(
         self,
         prompt,
         options: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
+        static_tokens: int = 0,
         **overrides,
     ) -> Iterator[str]:
         """Generates a continuation of prompt, yielding text as it is produced.
@@ -132,20 +138,28 @@ class PygModel:
             calls, and the reply is trimmed of surrounding whitespace.
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
+          static_tokens: For a str prompt, how many of its leading tokens to give
+            CTranslate2 as a static prefix, cached across calls (pyg_edge.prefix_reuse
+            chooses it); at least one token always stays after it.
           **overrides: Fields of SamplingOptions to change for this call.
 
         Raises:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
+          ValueError: static_tokens is negative, or given with a Prompt.
         """
         options = (options or SamplingOptions()).with_overrides(**overrides)
         chat = isinstance(prompt, Prompt)
         text = prompt.text if chat else prompt
         stops = options.stop + (prompt.stop_strings if chat else ())
-        static = prompt.static_prefix if chat else ""
+        _check_static_tokens(static_tokens, chat)
         started = time.monotonic()
         ids = self.tokenizer.encode(text)
         self._check_fits(len(ids), options.max_new_tokens)
-        static_ids, dynamic_ids = self._split_static(ids, text, static)
+        if chat:
+            static_ids, dynamic_ids = self._split_static(ids, text, prompt.static_prefix)
+        else:  # CTranslate2 needs at least one token after the prefix
+            cut = max(0, min(static_tokens, len(ids) - 1))
+            static_ids, dynamic_ids = ids[:cut], ids[cut:]
         self.last_generation = stats = GenerationStats(len(ids), len(static_ids))
         try:
             stop_filter = StopFilter(stops, trim=chat)  # raw completions keep their spaces
@@ -259,6 +273,13 @@ class PygModel:
     def _banned_sequences(self, banned: tuple) -> list:
         variants = {tuple(self.tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
         return [self.tokenizer.tokens(list(v)) for v in variants if v]
+
+
+def _check_static_tokens(static_tokens, chat: bool) -> None:
+    if not isinstance(static_tokens, int) or static_tokens < 0:
+        raise ValueError(f"static_tokens is {static_tokens!r}, expected an int >= 0")
+    if chat and static_tokens:
+        raise ValueError("static_tokens applies to str prompts; a Prompt has its static_prefix")
 
 
 def read_metadata(path: str) -> dict:
