@@ -8,13 +8,14 @@ input stays the same as an uncached run), from what it has seen of recent prompt
 
 - A prefix already cached that the prompt starts with is reused while the tokens after it
   stay few (max_tail): a new prefix costs a pass over all its tokens, paid once.
-- A prompt that extends a recent one (a chat that grows by the reply and the user's next
-  message, or the same prompt again for a regenerate) is frozen up to its last few tokens:
-  the next turn will start with all of it.
-- A prompt that only shares a beginning with recent ones (a chat that has filled the
-  context and drops its oldest messages, an edited message) is frozen inside that shared
-  part (the card), rounded down to a block, and only when that moves the prefix on by
-  min_gain tokens or more.
+- A prompt that extends the latest one, when that one extended its own predecessor (a chat
+  that grows by the reply and the user's next message), or the same prompt again (a
+  regenerate), is frozen up to its last few tokens: the next turn will start with all of it.
+- Otherwise (a chat that has filled the context and drops its oldest messages each turn,
+  an edited message) a prompt is frozen inside the part every related recent prompt
+  shares (the card), rounded down to a block.
+- Past max_tail, a new prefix is only worth its pass when it caches min_gain more tokens
+  than the cached one it replaces.
 
 How many prefixes CTranslate2 keeps is bounded by PygModel (MAX_CACHED_PREFIXES).
 """
@@ -68,7 +69,6 @@ class PrefixPlanner:
         ids = tuple(ids)
         reuse = _longest_cached(ids, cached)
         fresh = self._stable_cut(ids)
-        self._recent.append(ids)
         if reuse and (len(ids) - reuse <= self.max_tail or fresh - reuse < self.min_gain):
             return reuse
         if fresh >= self.min_prefix and fresh > reuse:
@@ -84,14 +84,31 @@ class PrefixPlanner:
         return {"static_tokens": self.plan(ids, model.cached_prefixes)}
 
     def _stable_cut(self, ids: tuple) -> int:
-        """Where a new prefix would end: as far as the next turns will likely keep."""
-        shared, extends = 0, not self._recent  # a first prompt most often starts a chat
-        for earlier in self._recent:
-            common = _common_length(ids, earlier)
-            shared = max(shared, common)
-            extends = extends or common >= len(earlier) - END_SLACK
-        cut = len(ids) - DYNAMIC_TAIL if extends else shared // BLOCK * BLOCK
+        """Where a new prefix would end: as far as the next turns will likely keep; records ids.
+
+        The end of the prompt, for a regenerate (the same prompt again) and for a chat that
+        grows (this prompt extends the latest one, which extended the one before it: a chat
+        that has filled its context and dropped messages once will drop more). Else the
+        part that every related recent prompt shares (the card), rounded down to a block.
+        """
+        related = [(r, grew) for r, grew in self._recent
+                   if _common_length(ids, r) >= self.min_prefix]
+        extends = [_extends(ids, r) for r, _ in related]
+        repeat = any(e and len(ids) <= len(r) + END_SLACK for e, (r, _) in zip(
+            extends, related, strict=True))
+        grows = not related or (extends[-1] and related[-1][1])
+        self._recent.append((ids, not related or extends[-1]))
+        if repeat or grows:
+            cut = len(ids) - DYNAMIC_TAIL
+        else:
+            shared = min(_common_length(ids, r) for r, _ in related) if related else 0
+            cut = shared // BLOCK * BLOCK
         return max(0, min(cut, len(ids) - 1))
+
+
+def _extends(ids: tuple, earlier: tuple) -> bool:
+    """Whether ids starts with all of earlier but its last END_SLACK tokens."""
+    return _common_length(ids, earlier) >= len(earlier) - END_SLACK
 
 
 def _longest_cached(ids: tuple, cached) -> int:
