@@ -91,24 +91,19 @@ class PrefixPlanner:
         that has filled its context and dropped messages once will drop more). Else the
         part that every related recent prompt shares (the card), rounded down to a block.
         """
-        related = [(r, grew) for r, grew in self._recent
-                   if _common_length(ids, r) >= self.min_prefix]
-        extends = [_extends(ids, r) for r, _ in related]
-        repeat = any(e and len(ids) <= len(r) + END_SLACK for e, (r, _) in zip(
-            extends, related, strict=True))
+        related = [(len(r), grew, common) for r, grew in self._recent
+                   if (common := _common_length(ids, r)) >= self.min_prefix]
+        # (length of an earlier prompt, whether it extended its own latest, shared tokens)
+        extends = [common >= length - END_SLACK for length, _, common in related]
+        repeat = any(common >= length - END_SLACK and len(ids) <= length + END_SLACK
+                     for length, _, common in related)
         grows = not related or (extends[-1] and related[-1][1])
         self._recent.append((ids, not related or extends[-1]))
         if repeat or grows:
             cut = len(ids) - DYNAMIC_TAIL
         else:
-            shared = min(_common_length(ids, r) for r, _ in related) if related else 0
-            cut = shared // BLOCK * BLOCK
+            cut = min(common for _, _, common in related) // BLOCK * BLOCK
         return max(0, min(cut, len(ids) - 1))
-
-
-def _extends(ids: tuple, earlier: tuple) -> bool:
-    """Whether ids starts with all of earlier but its last END_SLACK tokens."""
-    return _common_length(ids, earlier) >= len(earlier) - END_SLACK
 
 
 def _longest_cached(ids: tuple, cached) -> int:

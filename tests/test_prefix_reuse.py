@@ -141,3 +141,37 @@ def test_the_server_reuses_the_prefix_of_a_repeated_then_extended_prompt(tiny_mo
         server.stop()
     assert hits[1:] == [True, True] and cached[0] > 0
     assert replies[0] == replies[1]  # the cached run generates the same tokens
+
+
+def plan_all(planner, prompts) -> list:
+    """The planner's cuts for a sequence of prompts, each cut then counted as cached."""
+    cached, cuts = set(), []
+    for ids in prompts:
+        cut = planner.plan(ids, cached)
+        cached.add(tuple(ids[:cut]))
+        cuts.append(cut)
+    return cuts
+
+
+def test_a_full_chat_that_drops_nothing_for_a_turn_keeps_to_the_card():
+    planner = PrefixPlanner(2048)
+    card = list(range(1000, 1300))
+    history = list(range(5000, 6500))
+    full = card + history[100:1400]  # the chat filled the context and shifted...
+    shifted = card + history[200:1500]  # ...and shifts again
+    grown = shifted + list(range(7000, 7100))  # this turn dropped nothing
+    cuts = plan_all(planner, [card + history[:1300], full, shifted, grown])
+    assert cuts[0] == 1600 - 8  # a first prompt: a chat that will grow
+    assert cuts[1:] == [288, 288, 288]  # the card, in blocks of 32, from then on
+
+
+def test_two_interleaved_chats_each_keep_their_prefix():
+    planner = PrefixPlanner(2048)
+    a, b = list(range(1000, 1800)), list(range(3000, 3800))
+    prompts = []
+    for turn in range(3):
+        prompts += [a + list(range(9000, 9000 + 100 * turn)),
+                    b + list(range(11000, 11000 + 100 * turn))]
+    cuts = plan_all(planner, prompts)
+    assert cuts[:2] == [792, 792]  # each chat's first prompt, to its last few tokens
+    assert cuts[2:] == [792] * 4  # reused while the tail stays under max_tail
