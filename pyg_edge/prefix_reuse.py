@@ -44,8 +44,10 @@ class PrefixPlanner:
 
     Attributes:
       max_tail: A cached prefix is reused while at most this many tokens follow it (an
-        eighth of the context: 256 for 2,048, about 2 s at the 2.7B shape on 2 cores).
-      min_prefix: No prefix shorter than this is worth a cache entry.
+        eighth of the context: 256 for 2,048; at the 2.7B shape on 2 cores, 100-140
+        tokens after a cached 1,400 reach the first token in about 2 s, DESIGN.md 3).
+      min_prefix: No prefix shorter than this is worth a cache entry; recent prompts that
+        share fewer tokens with a new one are unrelated to it (another chat).
       min_gain: Past max_tail, a new prefix must cache this many more tokens than the
         one it replaces to be worth its pass.
     """
