@@ -26,6 +26,8 @@ BENCHMARKS = [
      "bench_runtime.py --runs 2"),
     ("chat_turn", "A chat turn on a 1,500-token history", "bench_chat_turn.py"),
     ("n_replies", "Several replies from one prompt pass", "bench_n_replies.py"),
+    ("api_replay", "A 20-turn SillyTavern chat through the API, with and without prefix reuse",
+     "bench_api_replay.py"),
     ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
     ("quality", "Demo model quality", "quality_report.py"),
     ("server", "Server", "bench_server.py --requests 48"),

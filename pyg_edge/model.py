@@ -136,11 +136,17 @@ class PygModel:
     def context_length(self) -> int:
         return self.metadata["context_length"]
 
+    @property
+    def cached_prefixes(self) -> frozenset:
+        """The static prefixes (tuples of token ids) CTranslate2 holds in its cache now."""
+        return frozenset(self._cached_prefixes)
+
     def stream(
         self,
         prompt,
         options: SamplingOptions | None = None,
         cancel: threading.Event | None = None,
+        static_tokens: int = 0,
         **overrides,
     ) -> Iterator[str]:
         """Generates a continuation of prompt, yielding text as it is produced.
@@ -154,13 +160,17 @@ class PygModel:
             calls, and the reply is trimmed of surrounding whitespace.
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
+          static_tokens: For a str prompt, how many of its leading tokens to give
+            CTranslate2 as a static prefix, cached across calls (pyg_edge.prefix_reuse
+            chooses it); at least one token always stays after it.
           **overrides: Fields of SamplingOptions to change for this call.
 
         Raises:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
+          ValueError: static_tokens is negative, or given with a Prompt.
         """
         started = time.monotonic()
-        request = self._prepare(prompt, options, overrides)
+        request = self._prepare(prompt, options, overrides, static_tokens)
         self.last_generation = stats = GenerationStats(len(request.ids),
                                                        len(request.static_ids))
         try:
@@ -174,7 +184,8 @@ class PygModel:
         return "".join(self.stream(prompt, options, **overrides))
 
     def stream_replies(self, prompt, n: int, options: SamplingOptions | None = None,
-                       cancel: threading.Event | None = None, **overrides) -> Replies:
+                       cancel: threading.Event | None = None, static_tokens: int = 0,
+                       **overrides) -> Replies:
         """Samples n replies to prompt from one pass over it, in one batch.
 
         Iterating the result yields the first reply's text as stream() would; the other
@@ -182,7 +193,7 @@ class PygModel:
         Greedy options (temperature 0 or top_k 1) give n copies of the one greedy reply.
 
         Args:
-          prompt, options, cancel, **overrides: As for stream().
+          prompt, options, cancel, static_tokens, **overrides: As for stream().
           n: How many replies, 1 to MAX_REPLIES; each holds its own copy of the
             prompt's state (about 1 GB at 1,500 tokens on the 2.7B shape).
 
@@ -191,7 +202,7 @@ class PygModel:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
         """
         n = check_reply_count(n)
-        request = self._prepare(prompt, options, overrides)
+        request = self._prepare(prompt, options, overrides, static_tokens)
         return Replies(n, lambda result: self._stream_replies(request, result, cancel))
 
     def generate_replies(self, prompt, n: int, options: SamplingOptions | None = None,
@@ -218,15 +229,19 @@ class PygModel:
                 f"the context is {self.context_length}: shorten the prompt or lower max_new_tokens"
             )
 
-    def _prepare(self, prompt, options, overrides: dict) -> _Request:
+    def _prepare(self, prompt, options, overrides: dict, static_tokens: int = 0) -> _Request:
         """Options, token ids and stop rules of one call, checked to fit the context."""
         options = (options or SamplingOptions()).with_overrides(**overrides)
         chat = isinstance(prompt, Prompt)
+        _check_static_tokens(static_tokens, chat)
         text = prompt.text if chat else prompt
         ids = self.tokenizer.encode(text)
         self._check_fits(len(ids), options.max_new_tokens)
-        static_ids, dynamic_ids = self._split_static(
-            ids, text, prompt.static_prefix if chat else "")
+        if chat:
+            static_ids, dynamic_ids = self._split_static(ids, text, prompt.static_prefix)
+        else:  # CTranslate2 needs at least one token after the prefix
+            cut = max(0, min(static_tokens, len(ids) - 1))
+            static_ids, dynamic_ids = ids[:cut], ids[cut:]
         stops = options.stop + (prompt.stop_strings if chat else ())
         # Raw completions keep their surrounding spaces; chat replies are trimmed.
         return _Request(options, ids, static_ids, dynamic_ids, stops, trim=chat,
@@ -337,6 +352,13 @@ class PygModel:
     def _banned_sequences(self, banned: tuple) -> list:
         variants = {tuple(self.tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
         return [self.tokenizer.tokens(list(v)) for v in variants if v]
+
+
+def _check_static_tokens(static_tokens, chat: bool) -> None:
+    if not isinstance(static_tokens, int) or static_tokens < 0:
+        raise ValueError(f"static_tokens is {static_tokens!r}, expected an int >= 0")
+    if chat and static_tokens:
+        raise ValueError("static_tokens applies to str prompts; a Prompt has its static_prefix")
 
 
 def read_metadata(path: str) -> dict:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from pyg_edge.model import GenerationStats
+from pyg_edge.prefix_reuse import PrefixPlanner
 
 _DONE = object()
 
@@ -47,10 +48,13 @@ class GenerationQueue:
 
     Args:
       model: A PygModel.
+      reuse_prefixes: Give raw-text prompts a static prefix that CTranslate2 caches
+        across requests (pyg_edge.prefix_reuse), so a chat's turns skip what they share.
     """
 
-    def __init__(self, model):
+    def __init__(self, model, reuse_prefixes: bool = True):
         self.model = model
+        self.prefixes = PrefixPlanner(model.context_length) if reuse_prefixes else None
         self._turn = asyncio.Lock()  # asyncio.Lock wakes its waiters in FIFO order
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyg-edge-gen")
         self._active: dict = {}  # cancel Event -> the client's key (KoboldCpp's genkey)
@@ -124,11 +128,12 @@ class GenerationQueue:
         def work():
             replies = None
             try:
+                cut = self.prefixes.stream_kwargs(self.model, prompt) if self.prefixes else {}
                 if n > 1:
                     pieces = replies = self.model.stream_replies(prompt, n, options,
-                                                                 cancel=cancel)
+                                                                 cancel=cancel, **cut)
                 else:
-                    pieces = self.model.stream(prompt, options, cancel=cancel)
+                    pieces = self.model.stream(prompt, options, cancel=cancel, **cut)
                 for piece in pieces:
                     loop.call_soon_threadsafe(queue.put_nowait, piece)
             except Exception as error:  # noqa: BLE001  handed to the request that asked

@@ -1,0 +1,121 @@
+"""Static prefixes for raw-text prompts, so API turns reuse CTranslate2's prompt cache.
+
+KoboldAI, KoboldCpp and /v1/completions clients send the whole prompt as text on every
+turn. CTranslate2 keeps the state of a static prefix across calls (`static_prompt`), keyed
+on its exact tokens, so a turn only processes what follows a prefix it has seen. The
+planner picks that prefix as a token-count cut of the prompt's own token list (the model
+input stays the same as an uncached run), from what it has seen of recent prompts:
+
+- A prefix already cached that the prompt starts with is reused while the tokens after it
+  stay few (max_tail): a new prefix costs a pass over all its tokens, paid once.
+- A prompt that extends the latest one, when that one extended its own predecessor (a chat
+  that grows by the reply and the user's next message), or the same prompt again (a
+  regenerate), is frozen up to its last few tokens: the next turn will start with all of it.
+- Otherwise (a chat that has filled the context and drops its oldest messages each turn,
+  an edited message) a prompt is frozen inside the part every related recent prompt
+  shares (the card), rounded down to a block.
+- Past max_tail, a new prefix is only worth its pass when it caches min_gain more tokens
+  than the cached one it replaces.
+
+How many prefixes CTranslate2 keeps is bounded by PygModel (MAX_CACHED_PREFIXES).
+"""
+
+import logging
+from collections import deque
+
+logger = logging.getLogger("pyg_edge")
+
+# Tokens left after the prefix of a growing prompt: the closing "\n{char}:" line.
+DYNAMIC_TAIL = 8
+# A prompt "extends" a recent one when it keeps all of it but this many last tokens
+# (a frontend's trailing space merges into the next word).
+END_SLACK = 4
+# Cuts inside a shared beginning are rounded down to this many tokens, so near-equal
+# prompts (an edit, a regenerate after a trim) pick the same prefix.
+BLOCK = 32
+
+
+class PrefixPlanner:
+    """Chooses the static prefix of each raw prompt from the recent ones.
+
+    Args:
+      context_length: The model's context, which scales the thresholds.
+      recent: How many recent prompts to compare a new one with.
+
+    Attributes:
+      max_tail: A cached prefix is reused while at most this many tokens follow it (an
+        eighth of the context: 256 for 2,048; at the 2.7B shape on 2 cores, 100-140
+        tokens after a cached 1,400 reach the first token in about 2 s, DESIGN.md 3).
+      min_prefix: No prefix shorter than this is worth a cache entry; recent prompts that
+        share fewer tokens with a new one are unrelated to it (another chat).
+      min_gain: Past max_tail, a new prefix must cache this many more tokens than the
+        one it replaces to be worth its pass.
+    """
+
+    def __init__(self, context_length: int, recent: int = 4):
+        self.max_tail = max(context_length // 8, 16)
+        self.min_prefix = max(context_length // 16, 8)
+        self.min_gain = self.max_tail // 2
+        self._recent = deque(maxlen=recent)
+
+    def plan(self, ids, cached=()) -> int:
+        """How many leading tokens of a prompt to give CTranslate2 as its static prefix.
+
+        Args:
+          ids: The prompt's token ids.
+          cached: The prefixes (tuples of ids) CTranslate2 holds now.
+
+        Returns:
+          A token count from 0 (no prefix) to len(ids) - 1.
+        """
+        ids = tuple(ids)
+        reuse = _longest_cached(ids, cached)
+        fresh = self._stable_cut(ids)
+        if reuse and (len(ids) - reuse <= self.max_tail or fresh - reuse < self.min_gain):
+            return reuse
+        if fresh >= self.min_prefix and fresh > reuse:
+            logger.debug("new static prefix of %d tokens (was %d)", fresh, reuse)
+            return fresh
+        return reuse
+
+    def stream_kwargs(self, model, prompt) -> dict:
+        """The static_tokens argument of model.stream for prompt (none for a built Prompt)."""
+        if not isinstance(prompt, str):
+            return {}
+        ids = model.tokenizer.encode(prompt)
+        return {"static_tokens": self.plan(ids, model.cached_prefixes)}
+
+    def _stable_cut(self, ids: tuple) -> int:
+        """Where a new prefix would end: as far as the next turns will likely keep; records ids.
+
+        The end of the prompt, for a regenerate (the same prompt again) and for a chat that
+        grows (this prompt extends the latest one, which extended the one before it: a chat
+        that has filled its context and dropped messages once will drop more). Else the
+        part that every related recent prompt shares (the card), rounded down to a block.
+        """
+        related = [(len(r), grew, common) for r, grew in self._recent
+                   if (common := _common_length(ids, r)) >= self.min_prefix]
+        # (length of an earlier prompt, whether it extended its own latest, shared tokens)
+        extends = [common >= length - END_SLACK for length, _, common in related]
+        repeat = any(common >= length - END_SLACK and len(ids) <= length + END_SLACK
+                     for length, _, common in related)
+        grows = not related or (extends[-1] and related[-1][1])
+        self._recent.append((ids, not related or extends[-1]))
+        if repeat or grows:
+            cut = len(ids) - DYNAMIC_TAIL
+        else:
+            cut = min(common for _, _, common in related) // BLOCK * BLOCK
+        return max(0, min(cut, len(ids) - 1))
+
+
+def _longest_cached(ids: tuple, cached) -> int:
+    """The length of the longest cached prefix that ids start with and go beyond."""
+    return max((len(p) for p in cached if len(p) < len(ids) and ids[:len(p)] == p), default=0)
+
+
+def _common_length(a: tuple, b: tuple) -> int:
+    """How many leading tokens a and b share."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):  # stops at the shorter
+        if x != y:
+            return i
+    return min(len(a), len(b))

@@ -1,0 +1,177 @@
+"""Raw-text prompts reuse CTranslate2's prefix cache: exact outputs, planner choices, bounds."""
+
+import pytest
+
+from pyg_edge.characters import Character
+from pyg_edge.model import MAX_CACHED_PREFIXES
+from pyg_edge.prefix_reuse import BLOCK, PrefixPlanner
+from pyg_edge.prompt import Message, Prompt
+from pyg_edge.sampling import SamplingOptions
+from server_harness import RunningServer
+from sillytavern_prompt import SEPARATOR, sillytavern_prompt, story_string
+
+GREEDY = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=())
+WORDS = ("storm harbour lantern rope sail tide gull anchor reef mast deck compass island "
+         "wave cliff shell").split()
+CARD = Character(
+    "Aqua",
+    persona="Aqua is a water goddess.",
+    scenario="A guild hall.",
+    example_dialogue=("You: Hi\nAqua: Hey!", "You: Lake?\nAqua: Go!"),
+)
+
+
+def words(i: int, n: int) -> str:
+    """Sentence number i, of n words."""
+    return f"{i}: " + " ".join(WORDS[(i * 5 + k) % len(WORDS)] for k in range(n)) + "."
+
+
+def run_turn(model, planner, text: str) -> dict:
+    """Generates one token for text as the server does; says whether the cache served it."""
+    before = model.cached_prefixes
+    ids = model.tokenizer.encode(text)
+    list(model.stream(text, GREEDY, max_new_tokens=1, **planner.stream_kwargs(model, text)))
+    stats = model.last_generation
+    used = tuple(ids[:stats.cached_tokens])
+    assert len(model.cached_prefixes) <= MAX_CACHED_PREFIXES
+    return {"ids": ids, "cached": stats.cached_tokens, "hit": bool(used) and used in before,
+            "tail": stats.prompt_tokens - stats.cached_tokens}
+
+
+def sillytavern_chat(model, planner, turns: int) -> list:
+    """Plays a chat as SillyTavern sends it (context 256, response 32); a row per turn."""
+    chat, rows, previous = [Message("Aqua", words(0, 2))], [], None
+    for i in range(1, turns + 1):
+        chat.append(Message("You", f"{2 * i}?", is_user=True))
+        text = sillytavern_prompt(CARD, chat, model.tokenizer.count, 256, 32)
+        row = run_turn(model, planner, text)
+        row["full"] = _line_of(chat[0]) not in text  # the oldest message was dropped
+        # The previous prompt, less its closing "Aqua:", then the new messages.
+        row["grows"] = bool(previous) and text.startswith(previous.removesuffix("Aqua:"))
+        row["text"] = previous = text
+        rows.append(row)
+        chat.append(Message("Aqua", words(2 * i + 1, 1)))
+    return rows
+
+
+def _line_of(message: Message) -> str:
+    return message.render() + "\n"
+
+
+def test_a_static_cut_of_a_raw_prompt_gives_the_uncached_tokens(tiny_model):
+    text = " ".join(words(i, 9) for i in range(6)) + "\nAqua:"
+    count = tiny_model.tokenizer.count(text)
+    assert count > 150  # many times the window of 16
+    expected = tiny_model.generate(text, GREEDY, max_new_tokens=40)
+    for cut in (1, 17, 100, count - 1, count + 5):
+        for _ in range(2):  # filling the cache, then served from it
+            assert tiny_model.generate(text, GREEDY, max_new_tokens=40,
+                                       static_tokens=cut) == expected
+            assert tiny_model.last_generation.cached_tokens == min(cut, count - 1)
+        assert len(tiny_model.cached_prefixes) <= MAX_CACHED_PREFIXES
+
+
+def test_bad_static_tokens_are_refused(tiny_model):
+    with pytest.raises(ValueError, match="static_tokens is -1, expected an int >= 0"):
+        tiny_model.generate("You: hi\nAqua:", GREEDY, static_tokens=-1)
+    prompt = Prompt("You: hi\nAqua:", (), "You:", 6)
+    with pytest.raises(ValueError, match="applies to str prompts"):
+        tiny_model.generate(prompt, GREEDY, static_tokens=2)
+
+
+def test_a_growing_sillytavern_chat_reuses_its_prefix(tiny_model):
+    planner = PrefixPlanner(tiny_model.context_length)
+    rows = sillytavern_chat(tiny_model, planner, 12)
+    later = [r for r in rows if r["grows"]]
+    assert len(later) >= 5 and not rows[0]["grows"]
+    # Every turn after the first leaves at most max_tail tokens to process...
+    assert all(r["tail"] <= planner.max_tail for r in later)
+    # ...mostly from a prefix cached by an earlier turn, not by a new prefix pass.
+    assert sum(r["hit"] for r in later) >= len(later) / 2
+
+
+def test_a_full_sillytavern_chat_keeps_reusing_the_card(tiny_model):
+    planner = PrefixPlanner(tiny_model.context_length)
+    rows = [r for r in sillytavern_chat(tiny_model, planner, 16) if r["full"]]
+    assert len(rows) >= 5
+    count = tiny_model.tokenizer.count
+    card_tokens = count(story_string(CARD))
+    prefixes = {tuple(r["ids"][:r["cached"]]) for r in rows[1:]}
+    # Once the oldest messages drop, only the card is shared: one prefix holds it, reused.
+    assert len(prefixes) == 1
+    assert all(r["hit"] for r in rows[2:])
+    # The card, up to "<START>\n", less a block at most.
+    assert card_tokens - BLOCK < rows[-1]["cached"] <= card_tokens + count(SEPARATOR)
+
+
+def test_a_regenerate_and_an_edited_last_message_hit_the_cache(tiny_model):
+    planner = PrefixPlanner(tiny_model.context_length)
+    last = sillytavern_chat(tiny_model, planner, 3)[-1]
+    again = run_turn(tiny_model, planner, last["text"])  # a swipe sends the same prompt
+    assert again["hit"] and again["tail"] <= planner.max_tail
+    edited = last["text"].replace("You: 6?", "You: And the lake?")
+    assert edited != last["text"]
+    after_edit = run_turn(tiny_model, planner, edited)
+    assert after_edit["hit"] and after_edit["cached"] > 0
+
+
+def test_prefixes_stay_bounded_over_unrelated_prompts(tiny_model):
+    planner = PrefixPlanner(tiny_model.context_length)
+    for i in range(6):
+        run_turn(tiny_model, planner, f"Story {i}. " + words(i * 3, 60) + "\nAqua:")
+        assert len(tiny_model.cached_prefixes) <= MAX_CACHED_PREFIXES
+
+
+def test_the_server_reuses_the_prefix_of_a_repeated_then_extended_prompt(tiny_model):
+    server = RunningServer(tiny_model, max_length=64)
+    body = {"prompt": story_string(CARD) + "<START>\nYou: " + words(1, 12) + "\nAqua:",
+            "max_length": 24, "temperature": 0, "rep_pen": 1.0}
+    try:
+        replies, hits, cached = [], [], []
+        for prompt in (body["prompt"], body["prompt"], body["prompt"] + " Sure.\nYou: Why?\nAqua:"):
+            before = tiny_model.cached_prefixes
+            status, reply = server.request("POST", "/api/v1/generate", {**body, "prompt": prompt})
+            assert status == 200, reply
+            stats = tiny_model.last_generation
+            used = tuple(tiny_model.tokenizer.encode(prompt)[:stats.cached_tokens])
+            replies.append(reply["results"][0]["text"])
+            hits.append(bool(used) and used in before)
+            cached.append(stats.cached_tokens)
+    finally:
+        server.stop()
+    assert hits[1:] == [True, True] and cached[0] > 0
+    assert replies[0] == replies[1]  # the cached run generates the same tokens
+
+
+def plan_all(planner, prompts) -> list:
+    """The planner's cuts for a sequence of prompts, each cut then counted as cached."""
+    cached, cuts = set(), []
+    for ids in prompts:
+        cut = planner.plan(ids, cached)
+        cached.add(tuple(ids[:cut]))
+        cuts.append(cut)
+    return cuts
+
+
+def test_a_full_chat_that_drops_nothing_for_a_turn_keeps_to_the_card():
+    planner = PrefixPlanner(2048)
+    card = list(range(1000, 1300))
+    history = list(range(5000, 6500))
+    full = card + history[100:1400]  # the chat filled the context and shifted...
+    shifted = card + history[200:1500]  # ...and shifts again
+    grown = shifted + list(range(7000, 7100))  # this turn dropped nothing
+    cuts = plan_all(planner, [card + history[:1300], full, shifted, grown])
+    assert cuts[0] == 1600 - 8  # a first prompt: a chat that will grow
+    assert cuts[1:] == [288, 288, 288]  # the card, in blocks of 32, from then on
+
+
+def test_two_interleaved_chats_each_keep_their_prefix():
+    planner = PrefixPlanner(2048)
+    a, b = list(range(1000, 1800)), list(range(3000, 3800))
+    prompts = []
+    for turn in range(3):
+        prompts += [a + list(range(9000, 9000 + 100 * turn)),
+                    b + list(range(11000, 11000 + 100 * turn))]
+    cuts = plan_all(planner, prompts)
+    assert cuts[:2] == [792, 792]  # each chat's first prompt, to its last few tokens
+    assert cuts[2:] == [792] * 4  # reused while the tail stays under max_tail
