@@ -1,11 +1,13 @@
 """A converted model loaded with CTranslate2, generating streamed text."""
 
+import atexit
 import contextlib
 import json
 import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +28,11 @@ DEVICES = ("auto", "cpu", "cuda")
 MAX_CACHED_PREFIXES = 2
 # CTranslate2's "no seed" value: threads seed themselves from std::random_device.
 _UNSEEDED = 2**32 - 1
+# Models still open at interpreter exit are closed first: a CTranslate2 generator torn down
+# by static destructors can abort the process ("terminate called without an active
+# exception", seen in about 1 of 15 test child processes that never closed their model).
+_open_models = weakref.WeakSet()
+atexit.register(lambda: [model.close() for model in list(_open_models)])
 
 
 @dataclass
@@ -108,6 +115,7 @@ class PygModel:
         self._generator = None
         self.last_generation = GenerationStats()
         self._load_generator(seed)
+        _open_models.add(self)
         self.tokenizer = TextTokenizer.from_model_folder(self.path)
         logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
 
