@@ -14,7 +14,8 @@ each in a process of its own, so its peak RSS (load included) is its own
 - hf-int8 (torch dynamic int8 on nn.Linear), openvino-int8 (optimum-intel, int8 weights),
   hf-fp32, hf-bf16: the baselines, from the `bench` extra.
 
-Each round runs every engine once, one after another (rounds interleave the engines, so
+Load time includes a first 8-token generation (OpenVINO compiles its model then). Each
+round runs every engine once, one after another (rounds interleave the engines, so
 a slow spell of this shared machine hits them alike): first token after 1,000 and 1,500
 prompt tokens, then 128 new tokens after 500 and after 1,920 prompt tokens (the full 2,048
 context), whose first tokens give the 500 and 1,920 columns. Greedy, end token suppressed.
@@ -58,6 +59,7 @@ def child(engine_name: str) -> None:
     """One round of one engine, printed as a JSON line."""
     started = time.monotonic()
     engine = make_engine(engine_name)
+    engine.run(prompt_ids(8), 2)  # OpenVINO compiles on its first call: count it as load
     result = {"load": time.monotonic() - started, "first": {}, "decode": {},
               "backend": engine.backend}
     for count in FIRST_TOKEN_PROMPTS:

@@ -9,9 +9,10 @@ token) runs far below the memory-bandwidth limit. The wheel's statically linked 
 faster once told what the CPU can do, which pyg-edge's C extension (pyg_edge/native/mkl_shim.c)
 does:
 - "mkl-vnni": CPUs with AVX-512 VNNI run oneMKL's VNNI int8 kernels.
-- "exact-avx2": AVX2 CPUs without VNNI. oneMKL's AVX2 int8 kernels saturate 16-bit sums, so
-  the extension computes one-to-four-row products itself (exact, 16-bit widening) and feeds
-  oneMKL only inputs that cannot saturate.
+- "exact-avx2": AVX2 CPUs without VNNI, Intel ones too. Without VNNI, oneDNN's and
+  oneMKL's int8 kernels add u8 x s8 pairs in 16 bits and saturate, so the extension
+  computes few-row products itself (exact, 16-bit widening) and many-row ones with
+  oneMKL's int16 GEMM.
 A backend is used only after gemm_selftest has compared its products with exact integer
 results in a separate process (a wrong kernel, or one the CPU cannot run, can then only
 fail that process); the verdict is cached per CPU, library and extension.
@@ -155,20 +156,24 @@ def plan(requested: str, cpu: CpuInfo, shim_built: bool) -> tuple:
         return default, "pyg-edge's C extension is not built (no C compiler at install)"
     if requested.startswith("mkl-raw:"):  # tests only: oneMKL told a CPU type, unchecked
         return requested, "asked for (testing)"
-    if cpu.vendor == "GenuineIntel" and requested == "auto":
-        return "mkl", "Intel CPU: CTranslate2 uses oneMKL itself"
+    if cpu.vendor == "GenuineIntel" and requested == "auto" and (
+            cpu.has(VNNI_FLAGS) or "avx_vnni" in cpu.flags):
+        return "mkl", "Intel CPU with VNNI: CTranslate2 runs oneMKL's VNNI kernels itself"
     wanted = requested
     if requested == "auto":
-        wanted = ("mkl-vnni" if cpu.has(VNNI_FLAGS)
+        wanted = ("mkl-vnni" if cpu.has(VNNI_FLAGS) and cpu.vendor != "GenuineIntel"
                   else "exact-avx2" if cpu.has(AVX2_FLAGS) else default)
         if wanted == default:
             return default, "no AVX2 on this CPU"
     needs = VNNI_FLAGS if wanted == "mkl-vnni" else AVX2_FLAGS
     if not cpu.has(needs):
         return default, f"{wanted} needs {', '.join(needs)}, which this CPU lacks"
-    how = "asked for" if requested != "auto" else (
-        "AVX-512 VNNI CPU" if wanted == "mkl-vnni" else "AVX2 CPU without AVX-512 VNNI")
-    return wanted, f"{how}: faster decode than oneDNN, products checked exact"
+    if requested != "auto":
+        return wanted, "asked for"
+    if wanted == "mkl-vnni":
+        return wanted, "AVX-512 VNNI CPU: oneMKL's VNNI int8 kernels, faster than oneDNN's"
+    return wanted, ("AVX2 CPU without VNNI, where oneDNN's and oneMKL's int8 kernels "
+                    "saturate: exact products, computed by pyg-edge's extension")
 
 
 def enable(backend: str) -> ctypes.CDLL:

@@ -44,6 +44,8 @@ def own_cache(tmp_path, monkeypatch):
     (cpu("AuthenticAMD", *AVX2_FLAGS), "auto", "exact-avx2"),
     (cpu("AuthenticAMD", "sse4_2"), "auto", "onednn"),
     (cpu("GenuineIntel", *AVX2_FLAGS, *VNNI_FLAGS), "auto", "mkl"),
+    (cpu("GenuineIntel", *AVX2_FLAGS, "avx_vnni"), "auto", "mkl"),
+    (cpu("GenuineIntel", *AVX2_FLAGS, "avx512f"), "auto", "exact-avx2"),  # saturating MKL
     (cpu("GenuineIntel", *AVX2_FLAGS), "exact-avx2", "exact-avx2"),
     (cpu("AuthenticAMD", *AVX2_FLAGS, *VNNI_FLAGS), "onednn", "onednn"),
     (cpu("AuthenticAMD", *AVX2_FLAGS), "mkl-vnni", "onednn"),  # the CPU cannot run it
