@@ -13,4 +13,14 @@ def describe_machine() -> str:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     python = platform.python_version()
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB RAM, Python {python}"
+    return (f"{cpu} ({isa()}), {os.cpu_count()} cores, {memory:.0f} GiB RAM, "
+            f"Python {python}")
+
+
+def isa() -> str:
+    """The vector extensions that decide which int8 kernels run (pyg_edge.gemm_backend)."""
+    from pyg_edge.gemm_backend import read_cpu
+
+    flags = read_cpu().flags
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return " ".join(shown) or "no AVX2"

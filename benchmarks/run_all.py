@@ -22,6 +22,7 @@ BENCHMARKS = [
     ("bandwidth", "Memory read bandwidth", "memory_bandwidth.py"),
     ("convert", "Conversion", "bench_convert.py --runs 2"),
     ("cpu_knobs", "CTranslate2's CPU knobs", "bench_cpu_knobs.py --runs 3"),
+    ("gemm", "pyg-edge's exact int8 GEMM alone", "bench_gemm.py"),
     ("runtime", "Prompt processing, decode and memory against the alternatives",
      "bench_runtime.py --runs 2"),
     ("chat_turn", "A chat turn on a 1,500-token history", "bench_chat_turn.py"),

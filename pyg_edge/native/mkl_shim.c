@@ -29,7 +29,8 @@
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 enum { ROW_OFFSET = 171, COL_OFFSET = 172, FIX_OFFSET = 173 };
 enum { MODE_PASSTHROUGH = 0, MODE_EXACT = 1 };
-enum { FEW_ROWS = 8, WIDE_ROW_BLOCK = 256 };
+/* PARALLEL_CHUNK: weight rows per chunk of work (160 KB of the 2.7B's int8 weights). */
+enum { FEW_ROWS = 8, WIDE_ROW_BLOCK = 256, PARALLEL_CHUNK = 64 };
 
 /* The wheel's oneMKL is the ILP64 build (CTranslate2 defines MKL_ILP64): 64-bit sizes. */
 typedef int64_t mkl_int;
@@ -47,8 +48,6 @@ static int mode = MODE_PASSTHROUGH;
 static gemm_s8u8s32_fn mkl_gemm = NULL;
 static gemm_s16s16s32_fn mkl_gemm_s16 = NULL;
 static gomp_parallel_fn gomp_parallel = NULL;
-static int (*omp_thread_num)(void) = NULL;
-static int (*omp_num_threads)(void) = NULL;
 static long long gemm_calls = 0; /* lets a test see that CTranslate2's calls reach this file */
 
 int mkl_serv_cpu_detect(void) { return cpu_type; }
@@ -78,15 +77,43 @@ int pyg_mkl_shim_configure(const char *ctranslate2_path, const char *gomp_path, 
     if (mkl_gemm == NULL || mkl_gemm_s16 == NULL)
         return -1;
     void *gomp = gomp_path && *gomp_path ? dlopen(gomp_path, RTLD_LAZY | RTLD_NOLOAD) : NULL;
-    if (gomp != NULL) {
+    if (gomp != NULL)
         gomp_parallel = (gomp_parallel_fn)dlsym(gomp, "GOMP_parallel");
-        omp_thread_num = (int (*)(void))dlsym(gomp, "omp_get_thread_num");
-        omp_num_threads = (int (*)(void))dlsym(gomp, "omp_get_num_threads");
-        if (!gomp_parallel || !omp_thread_num || !omp_num_threads)
-            gomp_parallel = NULL;
-    }
     mode = new_mode;
     return 0;
+}
+
+/*
+ * Runs body(job, begin, end) over [0, count) on CTranslate2's OpenMP threads, in chunks
+ * the threads take as they come: a thread the OS delays (2 cores shared with the rest of
+ * the machine) then holds up one chunk, not a fixed half of the work.
+ */
+typedef void (*range_fn)(const void *job, int begin, int end);
+
+struct parallel_loop {
+    range_fn body;
+    const void *job;
+    int count, chunk;
+    int next; /* the next chunk's start, taken atomically */
+};
+
+static void parallel_loop_thread(void *data) {
+    struct parallel_loop *loop = data;
+    for (;;) {
+        const int begin = __atomic_fetch_add(&loop->next, loop->chunk, __ATOMIC_RELAXED);
+        if (begin >= loop->count)
+            return;
+        loop->body(loop->job, begin, begin + loop->chunk < loop->count ? begin + loop->chunk
+                                                                        : loop->count);
+    }
+}
+
+static void parallel_for(range_fn body, const void *job, int count, int chunk) {
+    struct parallel_loop loop = {body, job, count, chunk, 0};
+    if (gomp_parallel != NULL && count > chunk)
+        gomp_parallel(parallel_loop_thread, &loop, 0, 0);
+    else
+        body(job, 0, count);
 }
 
 /* ---- few rows: c[i][j] = sum_p a[i][p] * b[j][p] + co[j], B stored n x k ---- */
@@ -182,7 +209,8 @@ FEW_ROWS_RANGE(6)
 FEW_ROWS_RANGE(7)
 FEW_ROWS_RANGE(8)
 
-static void few_rows_range(const struct few_rows_job *job, int begin, int end) {
+static void few_rows_range(const void *data, int begin, int end) {
+    const struct few_rows_job *job = data;
     switch (job->m) {
     case 1: one_row_range(job, begin, end); break;
     case 2: few_rows_range_2(job, begin, end); break;
@@ -193,16 +221,6 @@ static void few_rows_range(const struct few_rows_job *job, int begin, int end) {
     case 7: few_rows_range_7(job, begin, end); break;
     default: few_rows_range_8(job, begin, end); break;
     }
-}
-
-static void few_rows_thread(void *data) {
-    const struct few_rows_job *job = data;
-    const int threads = omp_num_threads(), thread = omp_thread_num();
-    const int chunk = (job->n + threads - 1) / threads;
-    const int begin = thread * chunk;
-    const int end = begin + chunk < job->n ? begin + chunk : job->n;
-    if (begin < end)
-        few_rows_range(job, begin, end);
 }
 
 static int few_rows_gemm(int m, int n, int k, const uint8_t *a, int lda, const int8_t *b,
@@ -218,10 +236,7 @@ static int few_rows_gemm(int m, int n, int k, const uint8_t *a, int lda, const i
             a16[(size_t)i * k_padded + p] = 0;
     }
     struct few_rows_job job = {m, n, k, lda, ldb, ldc, a, b, a16, k_padded, c, co};
-    if (gomp_parallel != NULL && n >= 256)
-        gomp_parallel(few_rows_thread, &job, 0, 0);
-    else
-        few_rows_range(&job, 0, n);
+    parallel_for(few_rows_range, &job, n, PARALLEL_CHUNK);
     free(a16);
     return 0;
 }
@@ -234,8 +249,8 @@ struct widen_job {
     int rows, k, ldb;
 };
 
-__attribute__((target("avx2"))) static void widen_rows(const struct widen_job *job, int begin,
-                                                       int end) {
+__attribute__((target("avx2"))) static void widen_rows(const void *data, int begin, int end) {
+    const struct widen_job *job = data;
     const int k16 = job->k & ~15;
     for (int j = begin; j < end; j++) {
         const int8_t *src = job->b + (size_t)j * job->ldb;
@@ -247,16 +262,6 @@ __attribute__((target("avx2"))) static void widen_rows(const struct widen_job *j
         for (; p < job->k; p++)
             dst[p] = src[p];
     }
-}
-
-static void widen_thread(void *data) {
-    const struct widen_job *job = data;
-    const int threads = omp_num_threads(), thread = omp_thread_num();
-    const int chunk = (job->rows + threads - 1) / threads;
-    const int begin = thread * chunk;
-    const int end = begin + chunk < job->rows ? begin + chunk : job->rows;
-    if (begin < end)
-        widen_rows(job, begin, end);
 }
 
 /* One buffer per calling thread, kept between calls: a prompt pass calls this for every
@@ -282,10 +287,7 @@ static int wide_gemm(int m, int n, int k, const uint8_t *a, int lda, const int8_
         return -1;
     int16_t *b16 = buffer, *a16 = buffer + (size_t)n * k;
     struct widen_job widen = {b, b16, n, k, ldb};
-    if (gomp_parallel != NULL && n >= 256)
-        gomp_parallel(widen_thread, &widen, 0, 0);
-    else
-        widen_rows(&widen, 0, n);
+    parallel_for(widen_rows, &widen, n, PARALLEL_CHUNK);
     const int32_t zero = 0;
     for (int i0 = 0; i0 < m; i0 += rows) {
         const int mb = m - i0 < rows ? m - i0 : rows;

@@ -1,0 +1,85 @@
+"""The int8 GEMM pyg-edge's extension runs for CTranslate2, alone, against memory bandwidth.
+
+    python benchmarks/bench_gemm.py [--backend exact-avx2] [--runs 5]
+
+Calls cblas_gemm_s8u8s32 as CTranslate2 does (row major, weights n x k transposed, one
+offset per column) in the 2.7B's shapes: one row (a decoded token; the weights are read
+once, so weights read per second against this machine's read bandwidth tells how close
+decode can come to its limit) and 512 rows (a prompt pass; int8 multiply-adds per second).
+Eight different weight matrices per pass (about 210 MB) keep the caches from helping.
+Each thread count runs in its own process (OMP_NUM_THREADS). oneDNN, CTranslate2's other
+backend, is not exported by its library and cannot be called alone.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from machine import describe_machine
+from median_spread import spread
+from memory_bandwidth import read_bandwidth
+
+SHAPES = [(1, 7680, 2560), (1, 2560, 10240), (1, 10240, 2560), (512, 10240, 2560)]
+
+
+def child(backend: str, runs: int) -> None:
+    from pyg_edge import gemm_backend, gemm_selftest
+
+    shim = gemm_backend.enable(backend)
+    gemm = shim.cblas_gemm_s8u8s32
+    gemm.argtypes, gemm.restype = gemm_selftest._GEMM_ARGS, None
+    rng = np.random.default_rng(0)
+    out = {}
+    for m, n, k in SHAPES:
+        weights = [rng.integers(-127, 128, (n, k), dtype=np.int8) for _ in range(8)]
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        c, offsets = np.zeros((m, n), np.int32), np.zeros(n, np.int32)
+        seconds = []
+        for _ in range(runs + 1):  # the first pass warms up threads and buffers
+            started = time.perf_counter()
+            for b in weights:
+                gemm(101, 111, 112, 171, m, n, k, 1.0, a.ctypes.data, k, 0, b.ctypes.data, k,
+                     0, 0.0, c.ctypes.data, n, offsets.ctypes.data)
+            seconds.append((time.perf_counter() - started) / len(weights))
+        out[f"{m}x{n}x{k}"] = seconds[1:]
+    print(json.dumps(out))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", default="exact-avx2")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.backend, args.runs)
+        return
+    bandwidth = read_bandwidth()
+    print(f"machine: {describe_machine()}")
+    print(f"settings: backend {args.backend}, {args.runs} passes over 8 weight matrices per "
+          f"shape, medians [min-max]; memory read bandwidth {bandwidth / 1e9:.1f} GB/s "
+          "(memory_bandwidth.py)\n")
+    print("| threads | shape (rows x outputs x depth) | ms per product | weights GB/s | "
+          "share of read bandwidth | int8 GOP/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for threads in (1, os.cpu_count()):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        done = subprocess.run([sys.executable, __file__, "--child", "--backend", args.backend,
+                               "--runs", str(args.runs)], env=env, stdout=subprocess.PIPE,
+                              text=True, check=True)
+        for shape, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
+            m, n, k = map(int, shape.split("x"))
+            best = min(seconds)
+            rate = [n * k / s / 1e9 for s in seconds]
+            print(f"| {threads} | {shape} | {spread([s * 1e3 for s in seconds], 2)} | "
+                  f"{spread(rate)} | {n * k / best / bandwidth:.0%} (best) | "
+                  f"{spread([2 * m * n * k / s / 1e9 for s in seconds])} |")
+
+
+if __name__ == "__main__":
+    main()
