@@ -13,10 +13,10 @@ import json
 import tempfile
 from pathlib import Path
 
-import ctranslate2
 import numpy as np
 
 from machine import describe_machine
+from pyg_edge.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -41,7 +41,7 @@ def main():
                 dest = Path(work) / f"{name}-{quantization}"
                 convert_checkpoint(str(FIXTURES / "checkpoints" / name), str(dest), quantization)
                 compute_type = COMPUTE_TYPE.get(quantization, "int8")
-                model = ctranslate2.Generator(str(dest), compute_type=compute_type)
+                model = scoring_generator(dest, compute_type=compute_type)
                 logits = np.array(model.forward_batch([prompt]))[0]
                 agree = (logits.argmax(-1) == expected.argmax(-1)).mean()
                 cells.append(f"{agree:.1%} [{np.abs(logits - expected).max():.1e}]")
