@@ -6,6 +6,8 @@ All engines run the same synthetic gpt-neo-2.7B checkpoint (make_synthetic_check
 each in its own process, so its peak RSS (load included) is its own:
 
 - pyg-edge: the converted int8 model with exact local attention, through PygModel.
+- pyg-edge-chunked: the same, converted with --prefill-chunk 1024 (pyg_edge.prefill: a
+  long prompt is read exactly in two chunks, the second skipping the first's queries).
 - pyg-edge-untuned: the same without pyg_edge.cpu_tuning, to show what it is worth.
 - ct2-plain: the same weights with CTranslate2's own sliding window (inexact prefill).
 - transformers fp32 / bf16 / torch dynamic int8 (quantize_dynamic on nn.Linear): the
@@ -38,6 +40,7 @@ RESULTS = Path(__file__).parent / "results"
 CHECKPOINT = WORK / "neo27-st"
 ENGINES = {
     "pyg-edge": "pyg-edge int8, exact",
+    "pyg-edge-chunked": "pyg-edge int8, exact, prefill chunk 1024",
     "pyg-edge-untuned": "pyg-edge int8, exact, PYG_EDGE_CPU_TUNING=0",
     "ct2-plain": "CTranslate2 int8, plain prefill (inexact)",
     "hf-fp32": "transformers fp32",
@@ -112,7 +115,9 @@ def child(engine_name: str, runs: int) -> None:
     started = time.monotonic()
     if engine_name == "pyg-edge-untuned":
         os.environ["PYG_EDGE_CPU_TUNING"] = "0"
-    if engine_name.startswith("pyg-edge"):
+    if engine_name == "pyg-edge-chunked":
+        engine = PygEdgeEngine(WORK / "neo27-st-int8-chunk1024")
+    elif engine_name.startswith("pyg-edge"):
         engine = PygEdgeEngine(WORK / "neo27-st-int8")
     elif engine_name == "ct2-plain":
         engine = PygEdgeEngine(WORK / "neo27-st-int8-inexact")
@@ -164,6 +169,9 @@ def ensure_models() -> None:
     if not (WORK / "neo27-st-int8-inexact" / "model.bin").exists():
         convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-inexact"), "int8",
                            force=True, exact_local_attention=False)
+    if not (WORK / "neo27-st-int8-chunk1024" / "model.bin").exists():
+        convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-chunk1024"), "int8",
+                           force=True, prefill_chunk=1024)
 
 
 def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,

@@ -10,8 +10,10 @@ import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from conftest import CHECKPOINTS, reference
+from pyg_edge.cli import main
 from pyg_edge.errors import PromptTooLongError
 from pyg_edge.gemm_backend import load_ctranslate2
 from pyg_edge.model import PygModel
@@ -178,3 +180,14 @@ def test_metadata_records_the_chunk_and_bad_chunks_are_refused(chunked, tmp_path
                            exact_local_attention=False, prefill_chunk=64)
     with pytest.raises(ValueError, match="no decoder/sliding_window"):
         clear_prefill_chunk(bytearray((chunked(name, 0) / "model.bin").read_bytes()))
+
+
+def test_convert_cli_takes_a_prefill_chunk(tmp_path):
+    name = CASES[0][0]
+    result = CliRunner().invoke(main, ["convert", str(CHECKPOINTS / name), str(tmp_path / "m"),
+                                       "-q", "float32", "--prefill-chunk", "64"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "m" / "pyg_edge.json").read_text())["prefill_chunk"] == 64
+    bad = CliRunner().invoke(main, ["convert", str(CHECKPOINTS / name), str(tmp_path / "n"),
+                                    "--prefill-chunk", "-5"])
+    assert bad.exit_code != 0 and "prefill-chunk" in bad.output
