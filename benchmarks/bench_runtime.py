@@ -10,6 +10,8 @@ each in a process of its own, so its peak RSS (load included) is its own
   GEMM backend pyg-edge picks for this CPU (pyg_edge.gemm_backend; named in the table).
 - pyg-edge-onednn: the same on CTranslate2's oneDNN int8 GEMM (PYG_EDGE_GEMM=onednn),
   what pyg-edge ran before it chose backends.
+- pyg-edge-chunked: the same, converted with --prefill-chunk 1024 (pyg_edge.prefill: a
+  long prompt is read exactly in two chunks, the second skipping the first's queries).
 - ct2-plain: the same weights with CTranslate2's own sliding window (inexact prefill).
 - hf-int8 (torch dynamic int8 on nn.Linear), openvino-int8 (optimum-intel, int8 weights),
   hf-fp32, hf-bf16: the baselines, from the `bench` extra.
@@ -116,6 +118,9 @@ def ensure_models() -> None:
     if not (WORK / "neo27-st-int8-inexact" / "model.bin").exists():
         convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-inexact"), "int8",
                            force=True, exact_local_attention=False)
+    if not (WORK / "neo27-st-int8-chunk1024" / "model.bin").exists():
+        convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-chunk1024"), "int8",
+                           force=True, prefill_chunk=1024)
 
 
 def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,

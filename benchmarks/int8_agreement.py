@@ -22,6 +22,7 @@ import numpy as np
 
 from machine import describe_machine
 from pyg_edge import gemm_backend
+from pyg_edge.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -31,7 +32,7 @@ COMPUTE_TYPE = {"float32": "float32", "float16": "float32", "bfloat16": "float32
 
 
 def logits(ctranslate2, folder: Path, compute_type: str, prompt) -> np.ndarray:
-    model = ctranslate2.Generator(str(folder), device="cpu", compute_type=compute_type)
+    model = scoring_generator(folder, ctranslate2, device="cpu", compute_type=compute_type)
     return np.array(model.forward_batch([prompt]))[0]
 
 

@@ -16,9 +16,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import ctranslate2
-
 from machine import describe_machine
+from pyg_edge.scoring import scoring_generator
 from pyg_edge.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
@@ -84,7 +83,7 @@ def main():
         for name in ["float32", *[q for q in QUANTIZATIONS if q != "float32"], "inexact"]:
             quantization = "float32" if name == "inexact" else name
             compute = COMPUTE.get(quantization, "int8")
-            models[name] = ctranslate2.Generator(str(folders[name]), compute_type=compute)
+            models[name] = scoring_generator(folders[name], compute_type=compute)
             ppl = perplexity(models[name], tokenizer, texts, eos, context)
             baseline = baseline or ppl
             attention = "CTranslate2 sliding window (inexact)" if name == "inexact" else "exact"

@@ -14,6 +14,7 @@ OPENVINO_FOLDER = WORK / "neo27-ov-int8"
 ENGINES = {
     "pyg-edge": "pyg-edge int8, exact",
     "pyg-edge-onednn": "pyg-edge int8, exact, oneDNN GEMM (before)",
+    "pyg-edge-chunked": "pyg-edge int8, exact, prefill chunk 1024",
     "ct2-plain": "CTranslate2 int8, plain prefill (inexact)",
     "hf-fp32": "transformers fp32",
     "hf-bf16": "transformers bf16",
@@ -105,6 +106,8 @@ class OpenVinoEngine:
 def make_engine(name: str):
     if name == "pyg-edge-onednn":
         os.environ["PYG_EDGE_GEMM"] = "onednn"
+    if name == "pyg-edge-chunked":
+        return PygEdgeEngine(WORK / "neo27-st-int8-chunk1024")
     if name.startswith("pyg-edge"):
         return PygEdgeEngine(WORK / "neo27-st-int8")
     if name == "ct2-plain":

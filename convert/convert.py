@@ -59,6 +59,7 @@ def convert_checkpoint(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     exact_local_attention: bool = True,
+    prefill_chunk: int = 0,
 ) -> ConversionSummary:
     """Converts a local gpt-neo checkpoint folder into a CTranslate2 model folder.
 
@@ -73,6 +74,10 @@ def convert_checkpoint(
       progress: Called as progress(done, total) after each conversion step.
       exact_local_attention: False writes CTranslate2's plain sliding window instead,
         which is not exact for prompts longer than the window: for measurements only.
+      prefill_chunk: Tokens per chunk of a long prompt pass (CTranslate2's decoder-level
+        sliding window, gpt_neo.check_prefill_chunk); 0 reads a prompt in one pass.
+        Such a model's forward_batch refuses inputs longer than the chunk: score with
+        pyg_edge.scoring.scoring_generator.
 
     Raises:
       ConversionError: bad input, or dest cannot be written.
@@ -84,17 +89,18 @@ def convert_checkpoint(
         )
     checkpoint = _guarded(lambda: open_checkpoint(src), "reading")
     config = gpt_neo.parse_config(checkpoint.config)
+    prefill_chunk = gpt_neo.check_prefill_chunk(prefill_chunk, exact_local_attention)
     _check_dest(src, dest, force)
     tokenizer = load_tokenizer(src, (config.bos_token_id, config.eos_token_id))
     tokens = vocabulary(tokenizer, config.vocab_size)
 
     def write(folder: str) -> None:
         _write_model_bin(folder, config, checkpoint.tensors, quantization, progress,
-                         exact_local_attention)
+                         exact_local_attention, prefill_chunk)
         _write_ct2_config(folder, config, tokens)
         tokenizer.save(os.path.join(folder, "tokenizer.json"))
         metadata = build_metadata(config, checkpoint.config, checkpoint, quantization,
-                                  _converter_version(), exact_local_attention)
+                                  _converter_version(), exact_local_attention, prefill_chunk)
         write_metadata(folder, metadata)
 
     _write_atomically(dest, force, write)
@@ -160,10 +166,11 @@ def _move_into_place(staging: str, dest: str, force: bool) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _write_model_bin(folder, config, tensors, quantization, progress, exact) -> None:
+def _write_model_bin(folder, config, tensors, quantization, progress, exact,
+                     prefill_chunk=0) -> None:
     steps = gpt_neo.conversion_steps(config, gpt_neo.tensor_getter(tensors), exact)
     with ModelBinWriter(os.path.join(folder, "model.bin"), _SPEC_NAME, _SPEC_REVISION) as out:
-        for name, value in gpt_neo.decoder_scalars(config, exact):
+        for name, value in gpt_neo.decoder_scalars(config, exact, prefill_chunk):
             out.add(name, value)
         for done, step in enumerate(steps, start=1):
             for name, value, is_weight in step():

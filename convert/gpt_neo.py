@@ -132,9 +132,12 @@ Variable = tuple
 Getter = Callable[[str, tuple], np.ndarray]
 
 
-def decoder_scalars(config: GptNeoConfig, exact: bool = True) -> Iterator[tuple]:
-    """The decoder's fixed settings, as (name, numpy scalar)."""
+def decoder_scalars(config: GptNeoConfig, exact: bool = True,
+                    prefill_chunk: int = 0) -> Iterator[tuple]:
+    """The decoder's fixed settings, as (name, numpy scalar); see check_prefill_chunk."""
     yield "decoder/num_heads", np.int16(config.num_heads)
+    if prefill_chunk:
+        yield "decoder/sliding_window", np.int32(prefill_chunk)
     yield "decoder/pre_norm", np.int8(1)
     yield "decoder/activation", np.int8(_ACTIVATIONS[config.activation])
     yield "decoder/alignment_heads", np.int16(1)
@@ -150,6 +153,31 @@ def decoder_scalars(config: GptNeoConfig, exact: bool = True) -> Iterator[tuple]
             yield f"{scope}/head_dim", np.int32(head_dim)
         if kind == "sliding":
             yield f"{scope}/sliding_window", np.int32(config.window_size)
+
+
+def check_prefill_chunk(chunk: int, exact: bool = True) -> int:
+    """Checks a prompt chunk size for CTranslate2's decoder-level sliding window.
+
+    With decoder/sliding_window = chunk, CTranslate2 reads a prompt pass longer than chunk
+    in chunks of that size; chunk i > 0 sees `chunk + c + 1` keys for its query c, which
+    is every earlier token while at most two chunks are read with nothing cached before
+    them. Local layers keep their exact relative-position mask, so the pass stays exact
+    for a first pass of up to 2 * chunk tokens and a pass after a cached prefix of up to
+    chunk tokens; the runtime keeps every pass within that (pyg_edge.prefill). The second
+    chunk skips the first chunk's queries against itself: less attention work and a
+    smaller [queries, keys, head_dim + 1] tensor per local layer.
+
+    Returns:
+      chunk, or 0 for none.
+
+    Raises:
+      ConversionError: chunk is negative, or given without exact local attention.
+    """
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+        raise ConversionError(f"prefill chunk is {chunk!r}, expected an integer >= 0")
+    if chunk and not exact:
+        raise ConversionError("a prefill chunk needs exact local attention")
+    return chunk
 
 
 def ct2_layers(config: GptNeoConfig, exact: bool = True) -> tuple:

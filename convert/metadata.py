@@ -11,7 +11,7 @@ FORMAT_VERSION = 1
 
 
 def build_metadata(config: GptNeoConfig, source_config: dict, checkpoint, quantization: str,
-                   version: str, exact: bool = True) -> dict:
+                   version: str, exact: bool = True, prefill_chunk: int = 0) -> dict:
     """Collects the converted model's facts; the runtime reads them back, never guesses."""
     dtypes = Counter(ref.dtype for ref in checkpoint.tensors.values())
     return {
@@ -26,6 +26,9 @@ def build_metadata(config: GptNeoConfig, source_config: dict, checkpoint, quanti
             "exact (relative-position mask in an extra head dimension)" if exact
             else "inexact (CTranslate2 sliding window: a one-pass prompt sees too far back)"
         ),
+        # CTranslate2's decoder-level sliding window: a prompt pass is read in chunks of
+        # this many tokens (0: one pass); the runtime keeps every pass exact with it.
+        "prefill_chunk": prefill_chunk,
         # The CTranslate2 layers; "zero" is an added first layer that adds nothing.
         "ct2_layers": list(ct2_layers(config, exact)),
         "vocab_size": config.vocab_size,

@@ -35,12 +35,16 @@ def main():
 @click.option("--quantization", "-q", type=click.Choice(QUANTIZATIONS), default="int8",
               show_default=True, help="Type of the converted weights.")
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
-def convert(src, dest, quantization, force):
+@click.option("--prefill-chunk", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Read long prompts in chunks of this many tokens, exactly (half the "
+                   "context reads every prompt that fits); 0 reads them in one pass.")
+def convert(src, dest, quantization, force, prefill_chunk):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
     _exit_cleanly_on_sigterm()
     with _ProgressBar("Converting") as progress:
         try:
-            summary = convert_checkpoint(src, dest, quantization, force, progress=progress)
+            summary = convert_checkpoint(src, dest, quantization, force, progress=progress,
+                                         prefill_chunk=prefill_chunk)
         except ConversionError as error:
             raise click.ClickException(str(error)) from None
     click.echo(
@@ -113,6 +117,7 @@ def chat(model_path, card, history, replies, device, compute_type, threads, **sa
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
+            model.on_long_prompt = _announce_reading
             # The seed applies once, at load: /regen must give a new reply, not the same one.
             session = ChatSession(model, character, options.with_overrides(seed=None), messages,
                                   replies)
@@ -235,13 +240,25 @@ def _chat_command(session: ChatSession, line: str):
 
 
 def _show_reply(name: str, pieces) -> None:
-    click.echo(f"{name}: ", nl=False)
+    # The name waits for the first piece, so a notice of a long prompt pass comes first.
+    named = False
     try:
         for piece in pieces:
+            if not named:
+                click.echo(f"{name}: ", nl=False)
+                named = True
             click.echo(piece, nl=False)
     except KeyboardInterrupt:
         pieces.close()  # Ctrl-C ends the reply, not the chat
+    if not named:
+        click.echo(f"{name}: ", nl=False)
     click.echo()
+
+
+def _announce_reading(tokens: int, seconds: float | None) -> None:
+    """Tells the user a long prompt pass is starting (PygModel.on_long_prompt)."""
+    estimate = f", about {max(1, round(seconds)):,} s" if seconds is not None else ""
+    click.echo(f"(reading {tokens:,} tokens{estimate})", err=True)
 
 
 def _sampling(flags: dict) -> SamplingOptions:

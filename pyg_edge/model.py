@@ -2,7 +2,6 @@
 
 import atexit
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
 from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
 from pyg_edge.gemm_backend import load_ctranslate2
+from pyg_edge.model_folder import DEVICES, auto_compute_type, pick_device, read_metadata
+from pyg_edge.prefill import PromptSpeed, exact_cut
 from pyg_edge.prompt import Prompt
 from pyg_edge.replies import Replies, check_reply_count, sample_replies
 from pyg_edge.sampling import SamplingOptions
@@ -22,10 +23,10 @@ from pyg_edge.tokenizer import TextTokenizer
 
 logger = logging.getLogger("pyg_edge")
 
-METADATA_FILE = "pyg_edge.json"
-DEVICES = ("auto", "cpu", "cuda")
 # Each cached prefix of a 1,400-token prompt holds ~0.9 GB at the 2.7B shape (DESIGN.md 3).
 MAX_CACHED_PREFIXES = 2
+# Prompt passes at least this long are announced to on_long_prompt.
+LONG_PROMPT_TOKENS = 256
 # CTranslate2's "no seed" value: threads seed themselves from std::random_device.
 _UNSEEDED = 2**32 - 1
 # Models still open at interpreter exit are closed first: a CTranslate2 generator torn down
@@ -42,6 +43,7 @@ class GenerationStats:
     Attributes:
       prompt_tokens: Tokens in the prompt.
       cached_tokens: Of those, tokens in the static prefix given to the cache.
+      read_tokens: Of those, tokens the prompt pass read (not found in the cache).
       new_tokens: Tokens generated (the end token not counted).
       first_token_seconds: From the call to the first generated token.
       seconds: From the call to the end of generation.
@@ -51,6 +53,7 @@ class GenerationStats:
 
     prompt_tokens: int = 0
     cached_tokens: int = 0
+    read_tokens: int = 0
     new_tokens: int = 0
     first_token_seconds: float = 0.0
     seconds: float = 0.0
@@ -87,6 +90,13 @@ class PygModel:
         proven exact on this CPU, or "onednn", "mkl-vnni", "exact-avx2"; None reads
         PYG_EDGE_GEMM. Process-wide: only the first model loaded in a process decides.
 
+    Attributes:
+      prompt_speed: This machine's prompt reading speed, measured on past generations.
+      on_long_prompt: None, or called as on_long_prompt(tokens, seconds) before a prompt
+        pass of at least long_prompt_tokens (LONG_PROMPT_TOKENS) that are not cached:
+        seconds is prompt_speed's estimate, or None before one could be made (the CLI
+        chat shows it, so a long pass is never silent).
+
     Raises:
       ModelLoadError: the folder is not a converted model, or the device refuses it.
     """
@@ -103,17 +113,20 @@ class PygModel:
             self._ct2 = load_ctranslate2(gemm)
         except PygEdgeError as error:
             raise ModelLoadError(str(error)) from None
-        self.device = _pick_device(self._ct2, device)
+        self.device = pick_device(self._ct2, device)
         if self.device == "cpu" and cpu_tuning:
             apply_cpu_tuning(choose_cpu_tuning())
         self.compute_type = (
-            _auto_compute_type(self.metadata["quantization"], self.device)
+            auto_compute_type(self.metadata["quantization"], self.device)
             if compute_type == "auto" else compute_type
         )
         self._cpu_threads = cpu_threads
         self._lock = threading.Lock()
         self._generator = None
         self.last_generation = GenerationStats()
+        self.prompt_speed = PromptSpeed()
+        self.on_long_prompt = None
+        self.long_prompt_tokens = LONG_PROMPT_TOKENS
         self._load_generator(seed)
         _open_models.add(self)
         self.tokenizer = TextTokenizer.from_model_folder(self.path)
@@ -186,6 +199,7 @@ class PygModel:
             yield from self._stream_ids(request, stop_filter, cancel, stats, started)
         finally:
             stats.seconds = time.monotonic() - started
+            self._record_speed(stats)
 
     def generate(self, prompt, options: SamplingOptions | None = None, **overrides) -> str:
         """Like stream(), but returns the whole text."""
@@ -246,23 +260,25 @@ class PygModel:
         ids = self.tokenizer.encode(text)
         self._check_fits(len(ids), options.max_new_tokens)
         if chat:
-            static_ids, dynamic_ids = self._split_static(ids, text, prompt.static_prefix)
+            cut = self._static_cut(ids, text, prompt.static_prefix)
         else:  # CTranslate2 needs at least one token after the prefix
             cut = max(0, min(static_tokens, len(ids) - 1))
-            static_ids, dynamic_ids = ids[:cut], ids[cut:]
+        # A model with a prefill chunk reads only some pass lengths exactly (pyg_edge.prefill).
+        cut = exact_cut(len(ids), cut, self.metadata.get("prefill_chunk", 0))
+        static_ids, dynamic_ids = ids[:cut], ids[cut:]
         stops = options.stop + (prompt.stop_strings if chat else ())
         # Raw completions keep their surrounding spaces; chat replies are trimmed.
         return _Request(options, ids, static_ids, dynamic_ids, stops, trim=chat,
                         eos=self.metadata["eos_token_id"])
 
-    def _split_static(self, ids: list, text: str, static: str) -> tuple:
-        """Splits ids where the static prefix ends, at a token boundary of the whole text.
+    def _static_cut(self, ids: list, text: str, static: str) -> int:
+        """Where the static prefix ends in ids, at a token boundary of the whole text.
 
         Cutting the token list of the whole text (never tokenizing the parts apart) keeps
         the model input identical to an uncached run.
         """
         if not static or not text.startswith(static):
-            return [], ids
+            return 0
         decoded, cut = b"", 0
         limit = len(static.encode("utf-8"))
         for i, token_id in enumerate(ids):
@@ -270,8 +286,7 @@ class PygModel:
             if len(decoded) > limit:
                 break
             cut = i + 1
-        cut = min(cut, len(ids) - 1)  # CTranslate2 needs at least one token after the prefix
-        return ids[:cut], ids[cut:]
+        return min(cut, len(ids) - 1)  # CTranslate2 needs at least one token after the prefix
 
     def _stream_ids(self, request, stop_filter, cancel, stats, started):
         decoder = self.tokenizer.stream_decoder()
@@ -315,6 +330,7 @@ class PygModel:
             stats.seconds = time.monotonic() - started
             stats.new_tokens = sum(result.new_tokens)
             stats.finish_reason = result.finish_reasons[0]
+            self._record_speed(stats)
 
     @contextlib.contextmanager
     def _turn(self, request):
@@ -326,8 +342,22 @@ class PygModel:
             if seed is not None and seed != self._fresh_seed:
                 self._load_generator(seed)  # costs a model load: see _load_generator
             self._fresh_seed = None
+            self._announce(request)
             self._remember_prefix(tuple(request.static_ids))
             yield self._generator
+
+    def _announce(self, request) -> None:
+        """Counts the tokens this turn reads and tells on_long_prompt about a long pass."""
+        static = tuple(request.static_ids)
+        cached = static in self._cached_prefixes
+        tokens = len(request.ids) - (len(static) if cached else 0)
+        self.last_generation.read_tokens = tokens
+        if self.on_long_prompt is not None and tokens >= self.long_prompt_tokens:
+            self.on_long_prompt(tokens, self.prompt_speed.estimate(tokens))
+
+    def _record_speed(self, stats: GenerationStats) -> None:
+        if stats.new_tokens and stats.first_token_seconds:
+            self.prompt_speed.record(stats.read_tokens, stats.first_token_seconds)
 
     def _generation_kwargs(self, request) -> dict:
         """generate_tokens/generate_batch arguments besides the dynamic prompt tokens."""
@@ -367,41 +397,3 @@ def _check_static_tokens(static_tokens, chat: bool) -> None:
         raise ValueError(f"static_tokens is {static_tokens!r}, expected an int >= 0")
     if chat and static_tokens:
         raise ValueError("static_tokens applies to str prompts; a Prompt has its static_prefix")
-
-
-def read_metadata(path: str) -> dict:
-    """Reads pyg_edge.json from a converted model folder.
-
-    Raises:
-      ModelLoadError: the folder or its metadata is missing or unreadable.
-    """
-    if not os.path.isdir(path):
-        raise ModelLoadError(f"{path} is not a folder: pass a model made by `pyg-edge convert`")
-    try:
-        with open(os.path.join(path, METADATA_FILE), encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"{path} has no {METADATA_FILE}: convert the checkpoint first with "
-            "`pyg-edge convert SRC DEST`"
-        ) from None
-    except (OSError, json.JSONDecodeError) as error:
-        raise ModelLoadError(f"cannot read {METADATA_FILE} in {path}: {error}") from None
-
-
-def _pick_device(ctranslate2, device: str) -> str:
-    if device == "auto":
-        return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
-        raise ModelLoadError("device cuda asked for, but CTranslate2 sees no CUDA GPU")
-    return device
-
-
-def _auto_compute_type(quantization: str, device: str) -> str:
-    """The fastest exact compute type for weights of this quantization on this device."""
-    if device == "cpu":
-        # CTranslate2's CPU backend computes in int8 or float32 only.
-        return "int8" if quantization.startswith("int8") else "float32"
-    if quantization.startswith("int8"):
-        return "int8_bfloat16" if quantization == "int8_bfloat16" else "int8_float16"
-    return {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}[quantization]
