@@ -24,6 +24,7 @@ from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "models" / "demo"
+CHECKPOINT = ROOT / "pyg_edge" / "demo_data" / "pyg-demo-neo"
 COMPUTE = {"float32": "float32", "float16": "float32", "bfloat16": "float32"}
 
 
@@ -65,10 +66,10 @@ def main():
         folders = {}
         for quantization in QUANTIZATIONS:
             folders[quantization] = Path(work) / quantization
-            convert_checkpoint(str(DEMO / "pyg-demo-neo"), str(folders[quantization]),
+            convert_checkpoint(str(CHECKPOINT), str(folders[quantization]),
                                quantization)
         folders["inexact"] = Path(work) / "inexact"
-        convert_checkpoint(str(DEMO / "pyg-demo-neo"), str(folders["inexact"]), "float32",
+        convert_checkpoint(str(CHECKPOINT), str(folders["inexact"]), "float32",
                            exact_local_attention=False)
         tokenizer = TextTokenizer.from_model_folder(str(folders["float32"]))
         metadata = json.loads((folders["float32"] / "pyg_edge.json").read_text())
