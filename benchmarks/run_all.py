@@ -26,7 +26,7 @@ BENCHMARKS = [
      "bench_runtime.py --runs 2"),
     ("chat_turn", "A chat turn on a 1,500-token history", "bench_chat_turn.py"),
     ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
-    ("quality", "Demo model quality", "quality_report.py"),
+    ("quality", "Demo model quality", "quality_report.py --baseline-rev bda30bb"),
     ("server", "Server", "bench_server.py --requests 48"),
 ]
 HEADER = """# Benchmark results
