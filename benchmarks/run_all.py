@@ -30,7 +30,7 @@ BENCHMARKS = [
     ("api_replay", "A 20-turn SillyTavern chat through the API, with and without prefix reuse",
      "bench_api_replay.py"),
     ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
-    ("quality", "Demo model quality", "quality_report.py"),
+    ("quality", "Demo model quality", "quality_report.py --baseline-rev bda30bb"),
     ("server", "Server", "bench_server.py --requests 48"),
 ]
 HEADER = """# Benchmark results

@@ -108,11 +108,7 @@ def chat(model_path, card, history, replies, device, compute_type, threads, **sa
     Without MODEL, chats with the bundled demo model (converted on first use).
     """
     with _user_errors():
-        if model_path is None:
-            click.echo("Using the bundled demo model (a small GPT-Neo; see models/demo).",
-                       err=True)
-            with _ProgressBar("Converting the demo model") as progress:
-                model_path = demo.demo_model(progress)
+        model_path = model_path or _demo_model()
         character = load_character(card or demo.DEMO_CHARACTER)
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
@@ -163,7 +159,7 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 
 
 @main.command()
-@click.argument("model_path", metavar="MODEL", type=click.Path())
+@click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; only this machine can connect by default.")
 @click.option("--port", default=5001, show_default=True, help="KoboldCpp's usual port.")
@@ -177,15 +173,26 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 @model_options
 def serve(model_path, host, port, api_key, max_length, replies, device, compute_type,
           threads):
-    """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page."""
+    """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
+
+    Without MODEL, serves the bundled demo model (converted on first use).
+    """
     try:
         from pyg_edge.server import serve as run_server
     except ImportError:
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
     with _user_errors():
+        model_path = model_path or _demo_model()
         run_server(model_path, host, port, api_key, max_length, replies, device=device,
                    compute_type=compute_type, cpu_threads=threads)
+
+
+def _demo_model():
+    click.echo("Using the bundled demo model (a small GPT-Neo; see `pyg-edge chat --help`).",
+               err=True)
+    with _ProgressBar("Converting the demo model") as progress:
+        return demo.demo_model(progress)
 
 
 @main.command()

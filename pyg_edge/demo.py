@@ -1,37 +1,65 @@
 """The bundled demo: a small trained GPT-Neo and a default character, for a first chat.
 
-They live in the repository's models/ folder (not in the installed package), so they are
-found from a clone or an editable install. The model is converted on first use.
+Both ship inside the package (pyg_edge/demo_data), so a wheel, an editable install and a
+clone find them the same way. The model is converted on first use into a per-user cache
+folder (see cache_dir), never into the installed package, which may be read-only.
 """
 
+import hashlib
 import logging
 from pathlib import Path
 
 from pyg_edge.errors import ModelLoadError
+from pyg_edge.user_cache import CACHE_ENV, cache_dir
 
 logger = logging.getLogger("pyg_edge")
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-DEMO_CHECKPOINT = MODELS / "demo" / "pyg-demo-neo"
-DEMO_CHARACTER = MODELS / "demo" / "characters" / "robin.json"
-DEMO_CONVERTED = MODELS / "converted" / "pyg-demo-neo-int8"
+DEMO_DATA = Path(__file__).resolve().parent / "demo_data"
+DEMO_CHECKPOINT = DEMO_DATA / "pyg-demo-neo"
+DEMO_CHARACTER = DEMO_DATA / "robin.json"
+
+
+def converted_path() -> Path:
+    """Where the demo model converts to: named by a digest of what it is made from.
+
+    The digest covers the checkpoint files and the converter version, so an upgrade that
+    ships new weights or a new converter never reuses a stale conversion.
+    """
+    from pyg_edge_convert import __version__
+
+    digest = hashlib.sha256(__version__.encode())
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        digest.update((DEMO_CHECKPOINT / name).read_bytes())
+    return cache_dir() / f"pyg-demo-neo-int8-{digest.hexdigest()[:16]}"
 
 
 def demo_model(progress=None) -> Path:
     """The converted demo model folder, converting the bundled checkpoint on first use.
 
+    Two processes may convert at once: each writes its own staging folder and renames it
+    into place, and the one that finds the other's model there uses that one.
+
     Raises:
-      ModelLoadError: the demo checkpoint is not there (pyg-edge installed without its repo).
+      ModelLoadError: the bundled checkpoint is missing, or the cache cannot be written.
     """
-    if (DEMO_CONVERTED / "pyg_edge.json").exists():
-        return DEMO_CONVERTED
-    if not (DEMO_CHECKPOINT / "config.json").exists():
+    if not (DEMO_CHECKPOINT / "model.safetensors").is_file():
         raise ModelLoadError(
             f"no MODEL given and the demo model is not at {DEMO_CHECKPOINT}: pass a model "
             "folder made by `pyg-edge convert`"
         )
-    from pyg_edge_convert import convert_checkpoint
+    dest = converted_path()
+    if (dest / "pyg_edge.json").exists():
+        return dest
+    from pyg_edge_convert import ConversionError, convert_checkpoint
 
-    logger.info("converting the demo model to %s (first use)", DEMO_CONVERTED)
-    convert_checkpoint(str(DEMO_CHECKPOINT), str(DEMO_CONVERTED), "int8", progress=progress)
-    return DEMO_CONVERTED
+    logger.info("converting the demo model to %s (first use)", dest)
+    try:
+        convert_checkpoint(str(DEMO_CHECKPOINT), str(dest), "int8", progress=progress)
+    except ConversionError as error:
+        if (dest / "pyg_edge.json").exists():  # another process finished first
+            return dest
+        raise ModelLoadError(
+            f"cannot convert the demo model into {dest.parent} ({error}); set {CACHE_ENV} "
+            "to a writable folder"
+        ) from None
+    return dest

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyg_edge.errors import PygEdgeError
+from pyg_edge.user_cache import cache_dir
 
 logger = logging.getLogger("pyg_edge")
 
@@ -274,16 +275,6 @@ def ctranslate2_libraries() -> tuple:
         raise PygEdgeError(f"no libctranslate2 in {libs}")
     gomp = sorted(glob.glob(str(libs / "libgomp*.so*")))
     return Path(found[0]), (Path(gomp[0]) if gomp else None)
-
-
-def cache_dir() -> Path:
-    """pyg-edge's per-user cache folder: PYG_EDGE_CACHE, else the platform's cache folder."""
-    if os.environ.get("PYG_EDGE_CACHE"):
-        return Path(os.environ["PYG_EDGE_CACHE"])
-    if os.name == "nt":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home())) / "pyg-edge" / "cache"
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pyg-edge"
 
 
 def _cache_key(backend: str, cpu: CpuInfo) -> str:

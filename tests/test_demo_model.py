@@ -1,4 +1,4 @@
-"""Behaviour that needs trained weights, on the bundled demo model (models/demo)."""
+"""Behaviour that needs trained weights, on the bundled demo model (pyg_edge/demo_data)."""
 
 import pytest
 from click.testing import CliRunner
@@ -27,9 +27,11 @@ def robin():
     return load_character(demo.DEMO_CHARACTER)
 
 
-def test_the_demo_checkpoint_is_small_enough_to_ship():
-    size = sum(p.stat().st_size for p in demo.DEMO_CHECKPOINT.iterdir() if not p.is_symlink())
-    assert size <= 25 * 1024 * 1024
+def test_the_demo_checkpoint_is_small_plain_files():
+    files = list(demo.DEMO_CHECKPOINT.iterdir())
+    assert not any(p.is_symlink() for p in files)  # links break on Windows checkouts
+    assert {p.name for p in files} >= {"config.json", "model.safetensors", "tokenizer.json"}
+    assert sum(p.stat().st_size for p in files) <= 25 * 1000 * 1000
 
 
 def test_a_greedy_reply_ends_where_the_characters_turn_ends(demo_model, robin):
@@ -52,11 +54,12 @@ def test_the_raw_model_writes_the_users_turn_next_and_the_stop_spans_tokens(demo
 
 
 def test_the_first_command_of_the_readme_chats_with_the_demo(monkeypatch, tmp_path):
-    monkeypatch.setattr(demo, "DEMO_CONVERTED", tmp_path / "converted")
+    monkeypatch.setenv("PYG_EDGE_CACHE", str(tmp_path / "cache"))
     result = CliRunner().invoke(main, ["chat", "--temperature", "0", "--max-new-tokens", "40"],
                                 input="Hello!\n")
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Robin: ")]
     assert lines[0] == "Robin: Hi! I'm Robin. What would you like to chat about?"
     assert len(lines) == 2 and len(lines[1]) > len("Robin: ")
-    assert (tmp_path / "converted" / "pyg_edge.json").exists()
+    assert (demo.converted_path() / "pyg_edge.json").exists()
+    assert demo.converted_path().parent == tmp_path / "cache"

@@ -209,15 +209,15 @@ def test_exact_avx2_int8_stays_close_to_float32_on_the_trained_demo(tmp_path):
     """Trained weights and real text: int8 products exact, only quantization differs.
 
     (oneDNN's int8 path on AVX2 CPUs without VNNI saturates 16-bit sums: on the project's
-    AMD EPYC its logits were 1.77 off float32 where these are 0.21; see the closing note of
-    the GEMM issue and benchmarks/int8_agreement.py.)
+    AMD EPYC its logits on this text were 1.77 off float32 where these are 0.21; see
+    benchmarks/int8_agreement.py.)
     """
     from pyg_edge import demo
     from pyg_edge_convert import convert_checkpoint
 
     f32 = tmp_path / "demo-f32"
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(f32), "float32")
-    text = TESTS.parent / "README.md"  # real English, which the demo was trained on
+    text = TESTS.parent / "models" / "demo" / "heldout.txt"  # fixed dialogue text
     result = run_child(INT8_CHILD.format(gemm="exact-avx2", f32=str(f32), text=str(text)))
     assert result["diff"] < 0.5
-    assert result["top1"] >= 0.99
+    assert result["top1"] >= 0.98
