@@ -2,6 +2,8 @@
 
     python benchmarks/bench_chat_turn.py [--model benchmarks/work/neo27-st-int8] [--new-tokens 32]
 
+--gemm onednn (or another pyg_edge.gemm_backend choice) measures it on that GEMM backend.
+
 Converts the synthetic 2.7B checkpoint (bench_convert.py makes it) if needed. The baseline,
 in the same run, is the same prompt sent as plain text: the whole prompt processed every
 turn. The cached runs go through ChatSession, whose static prefix (persona, examples and a
@@ -17,6 +19,7 @@ from machine import describe_machine
 from make_synthetic_checkpoint import write_checkpoint
 from pyg_edge.characters import Character
 from pyg_edge.chat import ChatSession
+from pyg_edge.gemm_backend import current_choice
 from pyg_edge.model import PygModel
 from pyg_edge.prompt import Message
 from pyg_edge.sampling import SamplingOptions
@@ -63,9 +66,11 @@ def main():
     parser.add_argument("--model", type=Path, default=WORK / "neo27-st-int8")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--gemm", help="GEMM backend (default: pyg-edge's choice)")
     args = parser.parse_args()
     started = time.monotonic()
-    model = PygModel(ensure_model(args.model), device="cpu", cpu_threads=args.threads)
+    model = PygModel(ensure_model(args.model), device="cpu", cpu_threads=args.threads,
+                     gemm=args.gemm)
     load = time.monotonic() - started
     # Random weights rarely stop early; no stop strings or bans, so every run decodes fully.
     options = SamplingOptions(max_new_tokens=args.new_tokens, banned=())
@@ -76,8 +81,9 @@ def main():
     session.history.append(Message("You", "What happened to the ships last winter?", True))
 
     print(f"machine: {describe_machine()}")
-    print(f"settings: {args.model.name}, {model.device} {model.compute_type}, threads "
-          f"{args.threads or 'auto'}, load {load:.1f} s, {args.new_tokens} new tokens\n")
+    print(f"settings: {args.model.name}, {model.device} {model.compute_type}, GEMM "
+          f"{current_choice().backend}, threads {args.threads or 'auto'}, load {load:.1f} s, "
+          f"{args.new_tokens} new tokens\n")
     print("| run | prompt tokens | cached tokens | first token s | decode tok/s |")
     print("| --- | --- | --- | --- | --- |")
     prompt = session.prompt()

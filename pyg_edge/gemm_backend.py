@@ -107,7 +107,9 @@ def load_ctranslate2(requested: str | None = None):
     requested = requested or os.environ.get(ENV) or "auto"
     if _choice is None:
         _choice = _choose(requested, read_cpu())
-        logger.info("GEMM backend: %s (%s)", _choice.backend, _choice.reason)
+        unmet = requested != "auto" and requested != _choice.backend
+        (logger.warning if unmet else logger.info)(
+            "GEMM backend: %s (%s)", _choice.backend, _choice.reason)
     elif requested not in ("auto", _choice.backend):
         logger.warning("GEMM backend %s asked for, but this process already runs %s",
                        requested, _choice.backend)
@@ -127,7 +129,8 @@ def _choose(requested: str, cpu: CpuInfo) -> GemmChoice:
                            + ", ".join(CHOICES))
     if "ctranslate2" in sys.modules:
         return GemmChoice("ctranslate2 default", "ctranslate2 was imported before pyg-edge "
-                          "could choose its GEMM backend; import pyg_edge first to let it")
+                          "could choose its GEMM backend; to let it choose, load a PygModel "
+                          "(or call pyg_edge.gemm_backend.load_ctranslate2()) first")
     backend, reason = plan(requested, cpu, shim_path() is not None)
     if backend == "onednn":
         os.environ["CT2_USE_MKL"] = "0"
