@@ -62,3 +62,23 @@ def demo_pyg_model(tmp_path_factory):
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
     with PygModel(folder, device="cpu") as model:
         yield model
+
+
+@pytest.fixture(scope="module")
+def recording(demo_pyg_model):
+    """The demo model, recording what the client contract tests' requests made of it."""
+    from server_harness import RecordingModel
+
+    return RecordingModel(demo_pyg_model)
+
+
+@pytest.fixture(scope="module")
+def server(recording):
+    """A running server on `recording` for one test module (test_server.py has its own)."""
+    from pyg_edge.sampling import SamplingOptions
+    from server_harness import CLIENT_MAX_LENGTH, RunningServer
+
+    running = RunningServer(recording, max_length=CLIENT_MAX_LENGTH,
+                            defaults=SamplingOptions(max_new_tokens=40))
+    yield running
+    running.stop()

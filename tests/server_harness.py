@@ -100,3 +100,9 @@ class RecordingModel:
     def stream(self, prompt, options=None, **kwargs):
         self.prompt, self.options = prompt, options
         yield from self._model.stream(prompt, options, **kwargs)
+
+
+# The server the client contract tests (test_server_*_clients.py) talk to: the demo model,
+# recorded, behind --max-length CLIENT_MAX_LENGTH (fixtures `recording` and `server` in
+# conftest.py, one server per test module).
+CLIENT_MAX_LENGTH = 100

@@ -7,27 +7,13 @@ import pytest
 
 from client_payloads import PERSONA, st_chat_custom, st_chat_messages
 from pyg_edge.prompt import Prompt
-from pyg_edge.sampling import SamplingOptions
-from server_harness import RecordingModel, RunningServer
+from server_harness import CLIENT_MAX_LENGTH
 
-LIMIT, CONTEXT = 100, 512
+LIMIT, CONTEXT = CLIENT_MAX_LENGTH, 512  # the server's --max-length, the demo's context
 EXAMPLES = [("Hi Aqua!", "Hello! I am Aqua, the goddess of water."),
             ("What do you like?", "Parties and cold drinks!")]
 CHAT = ["Hello, how are you?", "I am fine, thank you!", "Shall we go to the lake today?"]
 SPEAKER_LINE = re.compile(r"^(You|User|Aqua|Character):", re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def recording(demo_pyg_model):
-    return RecordingModel(demo_pyg_model)
-
-
-@pytest.fixture(scope="module")
-def server(recording):
-    running = RunningServer(recording, max_length=LIMIT,
-                            defaults=SamplingOptions(max_new_tokens=40))
-    yield running
-    running.stop()
 
 
 def chat(server, messages, **fields):

@@ -10,25 +10,11 @@ from client_payloads import (
     st_kobold_classic,
     st_pygmalion_prompt,
 )
-from pyg_edge.sampling import SamplingOptions
-from server_harness import RecordingModel, RunningServer
+from server_harness import CLIENT_MAX_LENGTH, RunningServer
 
-LIMIT, CONTEXT = 100, 512  # the server's --max-length, the demo model's context
+LIMIT, CONTEXT = CLIENT_MAX_LENGTH, 512  # the server's --max-length, the demo's context
 LONG = st_pygmalion_prompt(120)  # about 1,700 tokens: far over the context
 SHORT = st_pygmalion_prompt(3)
-
-
-@pytest.fixture(scope="module")
-def recording(demo_pyg_model):
-    return RecordingModel(demo_pyg_model)
-
-
-@pytest.fixture(scope="module")
-def server(recording):
-    running = RunningServer(recording, max_length=LIMIT,
-                            defaults=SamplingOptions(max_new_tokens=40))
-    yield running
-    running.stop()
 
 
 def kobold_generate(server, body):

@@ -5,25 +5,11 @@ tokenizer and status routes those types call answer as the client reads them."""
 import pytest
 
 from client_payloads import st_pygmalion_prompt, st_textgen
-from pyg_edge.sampling import SamplingOptions
-from server_harness import RecordingModel, RunningServer
+from server_harness import CLIENT_MAX_LENGTH
 
-LIMIT, CONTEXT = 100, 512
+LIMIT, CONTEXT = CLIENT_MAX_LENGTH, 512  # the server's --max-length, the demo's context
 LONG = st_pygmalion_prompt(120)
 SHORT = st_pygmalion_prompt(3)
-
-
-@pytest.fixture(scope="module")
-def recording(demo_pyg_model):
-    return RecordingModel(demo_pyg_model)
-
-
-@pytest.fixture(scope="module")
-def server(recording):
-    running = RunningServer(recording, max_length=LIMIT,
-                            defaults=SamplingOptions(max_new_tokens=40))
-    yield running
-    running.stop()
 
 
 def prompt_tokens(recording):
