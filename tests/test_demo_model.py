@@ -7,19 +7,9 @@ from pyg_edge import demo
 from pyg_edge.characters import load_character
 from pyg_edge.chat import ChatSession
 from pyg_edge.cli import main
-from pyg_edge.model import PygModel
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge_convert import convert_checkpoint
 
 GREEDY = SamplingOptions(temperature=0, max_new_tokens=60)
-
-
-@pytest.fixture(scope="module")
-def demo_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo") / "model"
-    convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
-    with PygModel(folder, device="cpu") as model:
-        yield model
 
 
 @pytest.fixture
@@ -34,22 +24,22 @@ def test_the_demo_checkpoint_is_small_plain_files():
     assert sum(p.stat().st_size for p in files) <= 25 * 1000 * 1000
 
 
-def test_a_greedy_reply_ends_where_the_characters_turn_ends(demo_model, robin):
-    session = ChatSession(demo_model, robin, GREEDY)
+def test_a_greedy_reply_ends_where_the_characters_turn_ends(demo_pyg_model, robin):
+    session = ChatSession(demo_pyg_model, robin, GREEDY)
     reply = "".join(session.send("Hello, how are you?"))
     assert reply and "You:" not in reply and "\n" not in reply
-    assert demo_model.last_generation.finish_reason == "stop"
-    assert demo_model.last_generation.new_tokens < GREEDY.max_new_tokens
+    assert demo_pyg_model.last_generation.finish_reason == "stop"
+    assert demo_pyg_model.last_generation.new_tokens < GREEDY.max_new_tokens
 
 
-def test_the_raw_model_writes_the_users_turn_next_and_the_stop_spans_tokens(demo_model, robin):
-    session = ChatSession(demo_model, robin, GREEDY)
+def test_the_raw_model_writes_the_users_turn_next_and_the_stop_spans_tokens(demo_pyg_model, robin):
+    session = ChatSession(demo_pyg_model, robin, GREEDY)
     session.history.append(session.history[0].__class__("You", "Do you like pizza?", True))
     prompt = session.prompt()
-    raw = demo_model.generate(prompt.text, GREEDY)  # a str prompt: no stop strings apply
+    raw = demo_pyg_model.generate(prompt.text, GREEDY)  # a str prompt: no stop strings apply
     assert "\nYou:" in raw
-    assert len(demo_model.tokenizer.encode("\nYou:")) > 1  # "\n", "You", ":"
-    reply = demo_model.generate(prompt, GREEDY)
+    assert len(demo_pyg_model.tokenizer.encode("\nYou:")) > 1  # "\n", "You", ":"
+    reply = demo_pyg_model.generate(prompt, GREEDY)
     assert reply == raw[: raw.index("\nYou:")].strip()
 
 
