@@ -87,7 +87,7 @@ async def timed_request(queue, text: str, options) -> dict:
         pieces.append(piece)
     first = first if first is not None else time.monotonic() - started
     return {"first": first, "prompt": stats.prompt_tokens, "cached": stats.cached_tokens,
-            "text": "".join(pieces)}
+            "read": stats.read_tokens, "text": "".join(pieces)}
 
 
 async def replay(model, args, reuse: bool) -> list:
@@ -149,13 +149,13 @@ def report(args, results: dict) -> None:
           f"{Path(args.card).name}, {args.turns} turns, a swipe every {args.swipe_every}, "
           f"{args.new_tokens} new tokens (greedy), {args.runs} run(s) per mode, load "
           f"{first['load']:.1f} s\n")
-    print("| turn | prompt tokens | shared with an earlier prompt | cached tokens (reuse) "
-          "| first token s: no reuse | first token s: reuse |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| turn | prompt tokens | shared with an earlier prompt | static prefix (reuse) "
+          "| tokens read (reuse) | first token s: no reuse | first token s: reuse |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for i, row in enumerate(first["rows"]):
         times = {m: [r["rows"][i]["first"] for r in results[m]] for m in MODES}
         print(f"| {row['turn']} | {row['prompt']} | {row['shared']} | {row['cached']} | "
-              f"{spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} |")
+              f"{row['read']} | {spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} |")
     rss = {m: spread([r["peak_rss"] / 1e9 for r in results[m]], 2) for m in MODES}
     print(f"\npeak RSS GB: no reuse {rss['no reuse']}, reuse {rss['reuse']}")
     summarize(results, context)

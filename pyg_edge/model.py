@@ -71,6 +71,9 @@ class _Request:
     stops: tuple
     trim: bool
     eos: int
+    # False for a prefix only the prefill chunk asked for: caching it would push out ones
+    # that later prompts share (pyg_edge.prefill.exact_cut).
+    cache_prefix: bool = True
 
 
 class PygModel:
@@ -156,6 +159,11 @@ class PygModel:
     @property
     def context_length(self) -> int:
         return self.metadata["context_length"]
+
+    @property
+    def prefill_chunk(self) -> int:
+        """Tokens per chunk of a long prompt pass (pyg_edge.prefill); 0 for one pass."""
+        return self.metadata.get("prefill_chunk", 0)
 
     @property
     def cached_prefixes(self) -> frozenset:
@@ -264,12 +272,13 @@ class PygModel:
         else:  # CTranslate2 needs at least one token after the prefix
             cut = max(0, min(static_tokens, len(ids) - 1))
         # A model with a prefill chunk reads only some pass lengths exactly (pyg_edge.prefill).
-        cut = exact_cut(len(ids), cut, self.metadata.get("prefill_chunk", 0))
-        static_ids, dynamic_ids = ids[:cut], ids[cut:]
+        exact = exact_cut(len(ids), cut, self.prefill_chunk)
+        static_ids, dynamic_ids = ids[:exact], ids[exact:]
         stops = options.stop + (prompt.stop_strings if chat else ())
         # Raw completions keep their surrounding spaces; chat replies are trimmed.
         return _Request(options, ids, static_ids, dynamic_ids, stops, trim=chat,
-                        eos=self.metadata["eos_token_id"])
+                        eos=self.metadata["eos_token_id"],
+                        cache_prefix=exact == cut or tuple(static_ids) in self._cached_prefixes)
 
     def _static_cut(self, ids: list, text: str, static: str) -> int:
         """Where the static prefix ends in ids, at a token boundary of the whole text.
@@ -343,7 +352,8 @@ class PygModel:
                 self._load_generator(seed)  # costs a model load: see _load_generator
             self._fresh_seed = None
             self._announce(request)
-            self._remember_prefix(tuple(request.static_ids))
+            if request.cache_prefix:
+                self._remember_prefix(tuple(request.static_ids))
             yield self._generator
 
     def _announce(self, request) -> None:
@@ -365,6 +375,7 @@ class PygModel:
         banned = self._banned_sequences(request.options.banned)
         return dict(
             static_prompt=tokens(request.static_ids) or None,
+            cache_static_prompt=request.cache_prefix,
             suppress_sequences=banned or None,
             end_token=tokens([self.metadata["eos_token_id"]]),
             **request.options.ctranslate2_kwargs(),

@@ -16,6 +16,10 @@ input stays the same as an uncached run), from what it has seen of recent prompt
   shares (the card), rounded down to a block.
 - Past max_tail, a new prefix is only worth its pass when it caches min_gain more tokens
   than the cached one it replaces.
+- On a model with a prefill chunk, the pass after a prefix is exact only up to the chunk
+  (pyg_edge.prefill): a prefix that leaves more after it is of no use there, so a prompt
+  that shares only a short card with the recent ones is frozen up to its end instead (the
+  whole pass is paid either way; a regenerate then costs nothing).
 
 How many prefixes CTranslate2 keeps is bounded by PygModel (MAX_CACHED_PREFIXES).
 """
@@ -40,6 +44,7 @@ class PrefixPlanner:
 
     Args:
       context_length: The model's context, which scales the thresholds.
+      prefill_chunk: The model's prefill chunk (pyg_edge.prefill), 0 for none.
       recent: How many recent prompts to compare a new one with.
 
     Attributes:
@@ -50,12 +55,15 @@ class PrefixPlanner:
         share fewer tokens with a new one are unrelated to it (another chat).
       min_gain: Past max_tail, a new prefix must cache this many more tokens than the
         one it replaces to be worth its pass.
+      max_pass: The most tokens a prefix may leave after it (the chunk, and the last
+        token, which is the first decoding step), or None for no limit.
     """
 
-    def __init__(self, context_length: int, recent: int = 4):
+    def __init__(self, context_length: int, prefill_chunk: int = 0, recent: int = 4):
         self.max_tail = max(context_length // 8, 16)
         self.min_prefix = max(context_length // 16, 8)
         self.min_gain = self.max_tail // 2
+        self.max_pass = prefill_chunk + 1 if prefill_chunk else None
         self._recent = deque(maxlen=recent)
 
     def plan(self, ids, cached=()) -> int:
@@ -71,12 +79,20 @@ class PrefixPlanner:
         ids = tuple(ids)
         reuse = _longest_cached(ids, cached)
         fresh = self._stable_cut(ids)
+        if not self._usable(ids, reuse):
+            reuse = 0
+        if not self._usable(ids, fresh):  # a card too short for the chunk: freeze it all
+            fresh = max(0, len(ids) - DYNAMIC_TAIL)
         if reuse and (len(ids) - reuse <= self.max_tail or fresh - reuse < self.min_gain):
             return reuse
         if fresh >= self.min_prefix and fresh > reuse:
             logger.debug("new static prefix of %d tokens (was %d)", fresh, reuse)
             return fresh
         return reuse
+
+    def _usable(self, ids: tuple, cut: int) -> bool:
+        """Whether a prefix of cut tokens leaves a pass the model reads exactly."""
+        return self.max_pass is None or len(ids) - cut <= self.max_pass
 
     def stream_kwargs(self, model, prompt) -> dict:
         """The static_tokens argument of model.stream for prompt (none for a built Prompt)."""

@@ -151,6 +151,8 @@ def test_pyg_model_moves_the_cut_and_generates_as_the_unchunked_model(chunked):
                                       static_tokens=10))
         assert model.last_generation.cached_tokens == exact_cut(total, 10, chunk)
         assert plain.last_generation.cached_tokens == 10
+        # The moved prefix was only for this prompt: not cached, so it evicts nothing.
+        assert model.cached_prefixes == frozenset() and plain.cached_prefixes
         assert replies[0] == replies[1] and replies[0]
         with pytest.raises(PromptTooLongError, match="prefill chunk 50"):
             model.generate(text + " and more words at the end", max_new_tokens=1)

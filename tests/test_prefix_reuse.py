@@ -175,3 +175,27 @@ def test_two_interleaved_chats_each_keep_their_prefix():
     cuts = plan_all(planner, prompts)
     assert cuts[:2] == [792, 792]  # each chat's first prompt, to its last few tokens
     assert cuts[2:] == [792] * 4  # reused while the tail stays under max_tail
+
+
+def test_with_a_prefill_chunk_a_prefix_leaves_no_more_than_the_chunk():
+    chunk = 1024
+    planner = PrefixPlanner(2048, chunk)
+    card, history = list(range(1000, 1300)), list(range(5000, 6500))
+    prompts = [card + history[:1300], card + history[100:1400], card + history[200:1500]]
+    cuts = plan_all(planner, prompts + [prompts[-1]])
+    # A first prompt, then full chats that share only the 300-token card: the card would
+    # leave 1,300 tokens after it, past what the chunk reads exactly, so each is frozen
+    # to its end, and the regenerate (the same prompt again) reuses all of it.
+    assert cuts == [1592, 1592, 1592, 1592]
+    assert all(len(ids) - cut <= chunk + 1 for ids, cut in zip(prompts, cuts, strict=False))
+    # Without a chunk the same chats keep to the card.
+    assert plan_all(PrefixPlanner(2048), prompts)[1:] == [288, 288]
+
+
+def test_with_a_prefill_chunk_a_cached_prefix_too_far_back_is_not_reused():
+    planner = PrefixPlanner(256, prefill_chunk=40)
+    first = list(range(100))
+    assert plan_all(planner, [first]) == [92]
+    grown = first + list(range(500, 560))  # 68 tokens after the cached 92: past 40 + 1
+    cut = planner.plan(grown, {tuple(first[:92])})
+    assert cut != 92 and len(grown) - cut <= 41

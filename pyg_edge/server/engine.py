@@ -54,7 +54,8 @@ class GenerationQueue:
 
     def __init__(self, model, reuse_prefixes: bool = True):
         self.model = model
-        self.prefixes = PrefixPlanner(model.context_length) if reuse_prefixes else None
+        self.prefixes = (PrefixPlanner(model.context_length, model.prefill_chunk)
+                         if reuse_prefixes else None)
         self._turn = asyncio.Lock()  # asyncio.Lock wakes its waiters in FIFO order
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyg-edge-gen")
         self._active: dict = {}  # cancel Event -> the client's key (KoboldCpp's genkey)
