@@ -170,22 +170,30 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 @click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
               help="Replies the web chat page gets per turn; the extras make its Regenerate "
                    "instant.")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="Let browser pages from ORIGIN call the API (repeatable; '*' for any), "
+                   "e.g. https://lite.koboldai.net for KoboldAI Lite's website. Off by default.")
 @model_options
-def serve(model_path, host, port, api_key, max_length, replies, device, compute_type,
-          threads):
+def serve(model_path, host, port, api_key, max_length, replies, cors_origins, device,
+          compute_type, threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
     """
     try:
         from pyg_edge.server import serve as run_server
+        from pyg_edge.server.cors import check_origins
     except ImportError:
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
+    try:
+        cors_origins = check_origins(cors_origins)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     with _user_errors():
         model_path = model_path or _demo_model()
-        run_server(model_path, host, port, api_key, max_length, replies, device=device,
-                   compute_type=compute_type, cpu_threads=threads)
+        run_server(model_path, host, port, api_key, max_length, replies, cors_origins,
+                   device=device, compute_type=compute_type, cpu_threads=threads)
 
 
 def _demo_model():

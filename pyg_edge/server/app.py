@@ -10,6 +10,7 @@ from pyg_edge.model import PygModel
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
 from pyg_edge.server.common import MODEL, QUEUE, SETTINGS
+from pyg_edge.server.cors import add_allow_origin, answer_preflight, check_origins
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.middleware import errors_as_json, require_key
 
@@ -19,7 +20,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is ref
 
 
 def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
-               defaults: SamplingOptions = None, replies: int = 1) -> web.Application:
+               defaults: SamplingOptions = None, replies: int = 1,
+               cors_origins=()) -> web.Application:
     """Builds the server around a loaded model.
 
     Args:
@@ -29,13 +31,20 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
       defaults: Sampling options for fields a request leaves out.
       replies: Replies the web chat page samples per turn; the extras make its
         Regenerate instant.
+      cors_origins: Origins whose browser pages may call the API ("*": any); none by
+        default (pyg_edge.server.cors).
+
+    Raises:
+      ValueError: a CORS origin is not one.
     """
-    app = web.Application(middlewares=[errors_as_json, require_key],
+    app = web.Application(middlewares=[errors_as_json, answer_preflight, require_key],
                           client_max_size=MAX_BODY_BYTES)
+    app.on_response_prepare.append(add_allow_origin)
     app[MODEL] = model
     app[QUEUE] = GenerationQueue(model)
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
                      "defaults": defaults or SamplingOptions(), "replies": replies,
+                     "cors_origins": check_origins(cors_origins),
                      "name": "pyg-edge/" + os.path.basename(os.path.normpath(model.path))}
     for api in (kobold, koboldcpp, openai, textgen, llamacpp, webchat):
         app.add_routes(api.routes)
@@ -48,13 +57,16 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: str = "",
-          max_length: int = 512, replies: int = 1, **model_options) -> None:
+          max_length: int = 512, replies: int = 1, cors_origins=(), **model_options) -> None:
     """Loads a model and serves it until interrupted."""
     if not _is_loopback(host) and not api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it", host)
+    if "*" in cors_origins and not api_key:
+        logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
+                       "without an API key)")
     with PygModel(model_path, **model_options) as model:
-        web.run_app(create_app(model, api_key, max_length, replies=replies), host=host,
-                    port=port)
+        app = create_app(model, api_key, max_length, replies=replies, cors_origins=cors_origins)
+        web.run_app(app, host=host, port=port)
 
 
 def _is_loopback(host: str) -> bool:
