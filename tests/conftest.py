@@ -58,6 +58,16 @@ def tiny_model(converted):
 
 
 @pytest.fixture(scope="session")
+def one_pass_tiny_model(converted):
+    """tiny_model's checkpoint converted with prefill_chunk=0: prompts read in one pass,
+    so the runtime never moves a static/dynamic cut (pyg_edge.prefill.exact_cut)."""
+    from pyg_edge.model import PygModel
+
+    with PygModel(converted("neo_w16_safetensors_f32", prefill_chunk=0), device="cpu") as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
 def demo_pyg_model(tmp_path_factory):
     """A PygModel on the bundled demo model (trained on the chat format; 512-token context)."""
     from pyg_edge import demo
