@@ -159,7 +159,8 @@ def default_prefill_chunk(max_positions: int) -> int:
     """The converter's default prefill chunk: half the context.
 
     A first pass of up to 2 * chunk tokens is exact (check_prefill_chunk), so half the
-    context is the smallest chunk that still reads any prompt that fits without a cut.
+    context is the smallest chunk that reads any prompt that fits in one first pass (two
+    chunks) when nothing is cached; a smaller one would have the runtime cut long prompts.
     """
     return max_positions // 2
 
