@@ -14,7 +14,8 @@ prompts). Each prompt goes through pyg_edge.server.engine.GenerationQueue, as ev
 KoboldAI, KoboldCpp and /v1/completions request does; the baseline turns prefix reuse off.
 Each mode runs in its own process, so its peak RSS (load included) is its own. Greedy
 decoding: both modes must generate the same text. Without --model or --demo it uses the
-synthetic 2.7B checkpoint (bench_chat_turn.py), whose text is noise but timings real; there
+synthetic 2.7B checkpoint converted with a one-pass prompt (work/neo27-st-int8,
+--prefill-chunk 0; bench_chat_turn.ensure_model), whose text is noise but timings real; there
 expect about 20 minutes on 2 cores, most of it the baseline. `--demo` checks it in seconds.
 """
 

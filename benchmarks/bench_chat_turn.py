@@ -4,7 +4,9 @@
 
 --gemm onednn (or another pyg_edge.gemm_backend choice) measures it on that GEMM backend.
 
-Converts the synthetic 2.7B checkpoint (bench_convert.py makes it) if needed. The baseline,
+Converts the synthetic 2.7B checkpoint (bench_convert.py makes it) if needed (ensure_model:
+work/neo27-st-int8 with a one-pass prompt, --prefill-chunk 0; work/neo27-st-int8-chunk1024
+with the converter's default chunk, half the 2,048 context). The baseline,
 in the same run, is the same prompt sent as plain text: the whole prompt processed every
 turn. The cached runs go through ChatSession, whose static prefix (persona, examples and a
 frozen block of older messages) CTranslate2 keeps: the first turn fills the cache, the next
@@ -52,12 +54,22 @@ def timed(model, pieces) -> tuple:
     return stats.first_token_seconds, decode, stats.new_tokens, stats
 
 
+# The int8 conversions of the synthetic checkpoint, by folder name: their prefill chunk.
+# The converter's default is half the context (1,024); 0 is the one-pass prompt (before).
+PREFILL_CHUNKS = {"neo27-st-int8": 0, "neo27-st-int8-chunk1024": 1024}
+
+
 def ensure_model(path: Path) -> Path:
+    """The converted model at path, made from the synthetic checkpoint if it is missing."""
     if not (path / "model.bin").exists():
+        if path.name not in PREFILL_CHUNKS:
+            raise SystemExit(f"{path} is missing; this script makes only "
+                             + ", ".join(str(WORK / name) for name in PREFILL_CHUNKS))
         src = WORK / "neo27-st"
         if not (src / "model.safetensors").exists():
             write_checkpoint(src, "safetensors")
-        convert_checkpoint(str(src), str(path), "int8", force=True)
+        convert_checkpoint(str(src), str(path), "int8", force=True,
+                           prefill_chunk=PREFILL_CHUNKS[path.name])
     return path
 
 

@@ -6,12 +6,14 @@ All engines run the same synthetic gpt-neo-2.7B checkpoint (make_synthetic_check
 each in a process of its own, so its peak RSS (load included) is its own
 (runtime_engines.py):
 
-- pyg-edge: the converted int8 model with exact local attention, through PygModel, on the
+- pyg-edge: the converted int8 model with exact local attention and a one-pass prompt
+  (--prefill-chunk 0, the converter's default before the chunk), through PygModel, on the
   GEMM backend pyg-edge picks for this CPU (pyg_edge.gemm_backend; named in the table).
 - pyg-edge-onednn: the same on CTranslate2's oneDNN int8 GEMM (PYG_EDGE_GEMM=onednn),
   what pyg-edge ran before it chose backends.
-- pyg-edge-chunked: the same, converted with --prefill-chunk 1024 (pyg_edge.prefill: a
-  long prompt is read exactly in two chunks, the second skipping the first's queries).
+- pyg-edge-chunked: the same, converted with --prefill-chunk 1024, the converter's default
+  (half the context; pyg_edge.prefill: a long prompt is read exactly in two chunks, the
+  second skipping the first's queries).
 - ct2-plain: the same weights with CTranslate2's own sliding window (inexact prefill).
 - hf-int8 (torch dynamic int8 on nn.Linear), openvino-int8 (optimum-intel, int8 weights),
   hf-fp32, hf-bf16: the baselines, from the `bench` extra.
@@ -42,7 +44,7 @@ from memory_bandwidth import read_bandwidth
 from runtime_engines import CHECKPOINT, ENGINES, WORK, ensure_openvino_model, make_engine
 
 RESULTS = Path(__file__).parent / "results"
-DEFAULT_ENGINES = "pyg-edge,pyg-edge-onednn,ct2-plain,hf-int8,openvino-int8"
+DEFAULT_ENGINES = "pyg-edge,pyg-edge-onednn,pyg-edge-chunked,ct2-plain,hf-int8,openvino-int8"
 FIRST_TOKEN_PROMPTS = (1000, 1500)
 NEW_TOKENS = 128
 FULL_CONTEXT_PROMPT = 2048 - NEW_TOKENS
@@ -113,14 +115,12 @@ def previous_results() -> dict:
 def ensure_models() -> None:
     from pyg_edge_convert import convert_checkpoint
 
-    ensure_model(WORK / "neo27-st-int8")
+    ensure_model(WORK / "neo27-st-int8")  # one-pass prompt (prefill chunk 0)
+    ensure_model(WORK / "neo27-st-int8-chunk1024")  # the converter's default chunk
     ensure_openvino_model()
     if not (WORK / "neo27-st-int8-inexact" / "model.bin").exists():
         convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-inexact"), "int8",
-                           force=True, exact_local_attention=False)
-    if not (WORK / "neo27-st-int8-chunk1024" / "model.bin").exists():
-        convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-chunk1024"), "int8",
-                           force=True, prefill_chunk=1024)
+                           force=True, exact_local_attention=False, prefill_chunk=0)
 
 
 def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,

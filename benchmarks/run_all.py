@@ -17,7 +17,9 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-# name, title, command line after `python benchmarks/`
+# name, title, command line after `python benchmarks/`. work/neo27-st-int8-chunk1024 has the
+# converter's default prefill chunk (half the context), work/neo27-st-int8 a one-pass prompt
+# (--prefill-chunk 0); bench_chat_turn.ensure_model makes either (PREFILL_CHUNKS).
 BENCHMARKS = [
     ("bandwidth", "Memory read bandwidth", "memory_bandwidth.py"),
     ("convert", "Conversion", "bench_convert.py --runs 2"),

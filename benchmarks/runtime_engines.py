@@ -12,9 +12,9 @@ WORK = Path(__file__).parent / "work"
 CHECKPOINT = WORK / "neo27-st"
 OPENVINO_FOLDER = WORK / "neo27-ov-int8"
 ENGINES = {
-    "pyg-edge": "pyg-edge int8, exact",
-    "pyg-edge-onednn": "pyg-edge int8, exact, oneDNN GEMM (before)",
-    "pyg-edge-chunked": "pyg-edge int8, exact, prefill chunk 1024",
+    "pyg-edge": "pyg-edge int8, exact, one-pass prompt (--prefill-chunk 0)",
+    "pyg-edge-onednn": "pyg-edge int8, exact, one-pass prompt, oneDNN GEMM (before)",
+    "pyg-edge-chunked": "pyg-edge int8, exact, prefill chunk 1024 (the default)",
     "ct2-plain": "CTranslate2 int8, plain prefill (inexact)",
     "hf-fp32": "transformers fp32",
     "hf-bf16": "transformers bf16",

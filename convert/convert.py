@@ -59,7 +59,7 @@ def convert_checkpoint(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
     exact_local_attention: bool = True,
-    prefill_chunk: int = 0,
+    prefill_chunk: int | None = None,
 ) -> ConversionSummary:
     """Converts a local gpt-neo checkpoint folder into a CTranslate2 model folder.
 
@@ -75,9 +75,10 @@ def convert_checkpoint(
       exact_local_attention: False writes CTranslate2's plain sliding window instead,
         which is not exact for prompts longer than the window: for measurements only.
       prefill_chunk: Tokens per chunk of a long prompt pass (CTranslate2's decoder-level
-        sliding window, gpt_neo.check_prefill_chunk); 0 reads a prompt in one pass.
-        Such a model's forward_batch refuses inputs longer than the chunk: score with
-        pyg_edge.scoring.scoring_generator.
+        sliding window, gpt_neo.check_prefill_chunk); None (the default) is half the
+        model's context, which reads every prompt that fits exactly; 0 reads a prompt in
+        one pass. A chunked model's forward_batch refuses inputs longer than the chunk:
+        score with pyg_edge.scoring.scoring_generator.
 
     Raises:
       ConversionError: bad input, or dest cannot be written.
@@ -89,7 +90,8 @@ def convert_checkpoint(
         )
     checkpoint = _guarded(lambda: open_checkpoint(src), "reading")
     config = gpt_neo.parse_config(checkpoint.config)
-    prefill_chunk = gpt_neo.check_prefill_chunk(prefill_chunk, exact_local_attention)
+    prefill_chunk = gpt_neo.check_prefill_chunk(prefill_chunk, exact_local_attention,
+                                                config.max_positions)
     _check_dest(src, dest, force)
     tokenizer = load_tokenizer(src, (config.bos_token_id, config.eos_token_id))
     tokens = vocabulary(tokenizer, config.vocab_size)

@@ -155,7 +155,17 @@ def decoder_scalars(config: GptNeoConfig, exact: bool = True,
             yield f"{scope}/sliding_window", np.int32(config.window_size)
 
 
-def check_prefill_chunk(chunk: int, exact: bool = True) -> int:
+def default_prefill_chunk(max_positions: int) -> int:
+    """The converter's default prefill chunk: half the context.
+
+    A first pass of up to 2 * chunk tokens is exact (check_prefill_chunk), so half the
+    context is the smallest chunk that reads any prompt that fits in one first pass (two
+    chunks) when nothing is cached; a smaller one would have the runtime cut long prompts.
+    """
+    return max_positions // 2
+
+
+def check_prefill_chunk(chunk: int | None, exact: bool = True, max_positions: int = 0) -> int:
     """Checks a prompt chunk size for CTranslate2's decoder-level sliding window.
 
     With decoder/sliding_window = chunk, CTranslate2 reads a prompt pass longer than chunk
@@ -167,12 +177,20 @@ def check_prefill_chunk(chunk: int, exact: bool = True) -> int:
     chunk skips the first chunk's queries against itself: less attention work and a
     smaller [queries, keys, head_dim + 1] tensor per local layer.
 
+    Args:
+      chunk: Tokens per chunk, 0 for none, or None for the default: half of max_positions
+        (default_prefill_chunk) with exact local attention, none without.
+      exact: Whether local attention is exact (the chunk needs it).
+      max_positions: The model's context, for the default.
+
     Returns:
       chunk, or 0 for none.
 
     Raises:
       ConversionError: chunk is negative, or given without exact local attention.
     """
+    if chunk is None:
+        return default_prefill_chunk(max_positions) if exact else 0
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
         raise ConversionError(f"prefill chunk is {chunk!r}, expected an integer >= 0")
     if chunk and not exact:

@@ -35,9 +35,11 @@ def main():
 @click.option("--quantization", "-q", type=click.Choice(QUANTIZATIONS), default="int8",
               show_default=True, help="Type of the converted weights.")
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
-@click.option("--prefill-chunk", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Read long prompts in chunks of this many tokens, exactly (half the "
-                   "context reads every prompt that fits); 0 reads them in one pass.")
+@click.option("--prefill-chunk", type=click.IntRange(min=0), default=None,
+              show_default="half the context",
+              help="Read long prompts exactly in chunks of this many tokens: faster and "
+                   "leaner (a chunked model's forward_batch needs pyg_edge.scoring); 0 reads "
+                   "them in one pass.")
 def convert(src, dest, quantization, force, prefill_chunk):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
     _exit_cleanly_on_sigterm()

@@ -6,6 +6,7 @@ folder (see cache_dir), never into the installed package, which may be read-only
 """
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -22,15 +23,26 @@ DEMO_CHARACTER = DEMO_DATA / "robin.json"
 def converted_path() -> Path:
     """Where the demo model converts to: named by a digest of what it is made from.
 
-    The digest covers the checkpoint files and the converter version, so an upgrade that
-    ships new weights or a new converter never reuses a stale conversion.
+    The digest covers the checkpoint files, the converter version and the conversion
+    settings (with the prefill chunk resolved), so an upgrade that ships new weights, a new
+    converter or a new default never reuses a stale conversion.
     """
     from pyg_edge_convert import __version__
 
     digest = hashlib.sha256(__version__.encode())
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         digest.update((DEMO_CHECKPOINT / name).read_bytes())
+    digest.update(json.dumps(conversion_settings(), sort_keys=True).encode())
     return cache_dir() / f"pyg-demo-neo-int8-{digest.hexdigest()[:16]}"
+
+
+def conversion_settings() -> dict:
+    """The demo's convert_checkpoint arguments: int8, the converter's default prefill chunk."""
+    from pyg_edge_convert.gpt_neo import default_prefill_chunk
+
+    config = json.loads((DEMO_CHECKPOINT / "config.json").read_text(encoding="utf-8"))
+    return {"quantization": "int8",
+            "prefill_chunk": default_prefill_chunk(config["max_position_embeddings"])}
 
 
 def demo_model(progress=None) -> Path:
@@ -54,7 +66,8 @@ def demo_model(progress=None) -> Path:
 
     logger.info("converting the demo model to %s (first use)", dest)
     try:
-        convert_checkpoint(str(DEMO_CHECKPOINT), str(dest), "int8", progress=progress)
+        convert_checkpoint(str(DEMO_CHECKPOINT), str(dest), progress=progress,
+                           **conversion_settings())
     except ConversionError as error:
         if (dest / "pyg_edge.json").exists():  # another process finished first
             return dest

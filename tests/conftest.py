@@ -30,15 +30,20 @@ def reference(name: str) -> dict:
 
 @pytest.fixture(scope="session")
 def converted(tmp_path_factory):
-    """Returns converted(name, quantization): a model folder, converted once per session."""
+    """Returns converted(name, quantization, prefill_chunk): a model folder, converted once
+    per session. prefill_chunk None is the converter's default (half the context), as users
+    get it; such a model's forward_batch needs pyg_edge.scoring past the chunk."""
     cache = {}
 
-    def convert(name: str, quantization: str = "float32") -> Path:
-        if (name, quantization) not in cache:
-            dest = tmp_path_factory.mktemp("models") / f"{name}-{quantization}"
-            convert_checkpoint(str(CHECKPOINTS / name), str(dest), quantization)
-            cache[name, quantization] = dest
-        return cache[name, quantization]
+    def convert(name: str, quantization: str = "float32", prefill_chunk=None) -> Path:
+        key = name, quantization, prefill_chunk
+        if key not in cache:
+            chunk = "default" if prefill_chunk is None else prefill_chunk
+            dest = tmp_path_factory.mktemp("models") / f"{name}-{quantization}-{chunk}"
+            convert_checkpoint(str(CHECKPOINTS / name), str(dest), quantization,
+                               prefill_chunk=prefill_chunk)
+            cache[key] = dest
+        return cache[key]
 
     return convert
 
@@ -49,6 +54,16 @@ def tiny_model(converted):
     from pyg_edge.model import PygModel
 
     with PygModel(converted("neo_w16_safetensors_f32"), device="cpu") as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def one_pass_tiny_model(converted):
+    """tiny_model's checkpoint converted with prefill_chunk=0: prompts read in one pass,
+    so the runtime never moves a static/dynamic cut (pyg_edge.prefill.exact_cut)."""
+    from pyg_edge.model import PygModel
+
+    with PygModel(converted("neo_w16_safetensors_f32", prefill_chunk=0), device="cpu") as model:
         yield model
 
 

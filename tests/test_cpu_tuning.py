@@ -44,8 +44,10 @@ def test_the_chosen_settings_stay_exact(converted):
     folder = converted("neo_w16_safetensors_f32")
     result = in_child({}, f"""
         import ctranslate2, numpy as np
+        from pyg_edge.scoring import scoring_generator
         ref = np.load({str(FIXTURES / "reference_neo_w16_safetensors_f32.npz")!r})
-        model = ctranslate2.Generator({str(folder)!r}, device="cpu", compute_type="float32")
+        model = scoring_generator({str(folder)!r}, ctranslate2, device="cpu",
+                                  compute_type="float32")
         logits = np.array(model.forward_batch([ref["prompt"].tolist()]))[0]
         result["diff"] = float(np.abs(logits - ref["logits"]).max())
     """)

@@ -15,6 +15,7 @@ from pyg_edge.chat import ChatSession
 from pyg_edge.gemm_backend import load_ctranslate2
 from pyg_edge.model import PygModel
 from pyg_edge.prefill import exact_cut
+from pyg_edge.scoring import scoring_generator
 from pyg_edge_convert import convert_checkpoint
 
 ctranslate2 = load_ctranslate2()
@@ -45,8 +46,8 @@ def to_numpy(storage):
 def test_cuda_logits_match_transformers(converted, name, quantization, compute_type,
                                         tolerance, agreement):
     ref = reference(name)
-    model = ctranslate2.Generator(str(converted(name, quantization)), device="cuda",
-                                  compute_type=compute_type)
+    model = scoring_generator(converted(name, quantization), ctranslate2, device="cuda",
+                              compute_type=compute_type)
     logits = to_numpy(model.forward_batch([ref["prompt"].tolist()]))[0]
     assert (logits.argmax(-1) == ref["logits"].argmax(-1)).mean() >= agreement
     if tolerance:

@@ -1,5 +1,6 @@
 """Where the demo model is found and converted: the package's data, a per-user cache."""
 
+import json
 import os
 import subprocess
 import sys
@@ -49,10 +50,23 @@ def test_a_new_converter_version_converts_again(monkeypatch, tmp_path):
     assert demo.converted_path() != before and demo.converted_path().parent == tmp_path
 
 
+def test_other_conversion_settings_convert_again(monkeypatch, tmp_path):
+    """A cache made with other settings (a one-pass prompt, before the chunk was the
+    default) is never reused."""
+    monkeypatch.setenv("PYG_EDGE_CACHE", str(tmp_path))
+    before = demo.converted_path()
+    assert demo.conversion_settings() == {"quantization": "int8", "prefill_chunk": 256}
+    monkeypatch.setattr(demo, "conversion_settings",
+                        lambda: {"quantization": "int8", "prefill_chunk": 0})
+    assert demo.converted_path() != before
+
+
 def test_converts_once_into_the_cache_then_reuses_it(monkeypatch, tmp_path):
     monkeypatch.setenv("PYG_EDGE_CACHE", str(tmp_path))
     folder = demo.demo_model()
     assert folder.parent == tmp_path and (folder / "pyg_edge.json").is_file()
+    metadata = json.loads((folder / "pyg_edge.json").read_text())
+    assert (metadata["quantization"], metadata["prefill_chunk"]) == ("int8", 256)
     stamp = (folder / "model.bin").stat().st_mtime_ns
     assert demo.demo_model() == folder
     assert (folder / "model.bin").stat().st_mtime_ns == stamp

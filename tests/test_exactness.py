@@ -1,4 +1,9 @@
-"""Converted models against transformers' GPTNeoForCausalLM, through ctranslate2 alone."""
+"""Converted models against transformers' GPTNeoForCausalLM, through ctranslate2 alone.
+
+Both prompt paths are checked: the converter's default (a prefill chunk of half the
+context, so the reference prompts are read in two chunks; forward_batch goes through
+pyg_edge.scoring) and a one-pass conversion (prefill_chunk=0).
+"""
 
 import json
 
@@ -7,11 +12,20 @@ import numpy as np
 import pytest
 
 from conftest import CHECKPOINT_NAMES, CHECKPOINTS, reference
+from pyg_edge.scoring import scoring_generator
 from pyg_edge_convert import convert_checkpoint
+
+# None: the converter's default chunk (half the context); 0: one pass.
+CHUNKS = [None, 0]
 
 
 def generator(folder, compute_type="float32"):
     return ctranslate2.Generator(str(folder), device="cpu", compute_type=compute_type)
+
+
+def scorer(folder, compute_type="float32"):
+    """A generator whose forward_batch reads past a prefill chunk (a no-op without one)."""
+    return scoring_generator(folder, ctranslate2, device="cpu", compute_type=compute_type)
 
 
 def one_pass_logits(model, prompt):
@@ -30,20 +44,25 @@ def greedy(model, folder, prompt, length):
     return result[0].sequences_ids[0]
 
 
+@pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
-def test_float32_logits_match_transformers_on_a_prompt_past_the_window(converted, name):
+def test_float32_logits_match_transformers_on_a_prompt_past_the_window(converted, name, chunk):
     ref = reference(name)
-    metadata = json.loads((converted(name) / "pyg_edge.json").read_text())
+    metadata = json.loads((converted(name, prefill_chunk=chunk) / "pyg_edge.json").read_text())
     assert len(ref["prompt"]) >= 4 * metadata["window_size"]
-    logits = one_pass_logits(generator(converted(name)), ref["prompt"])
+    logits = one_pass_logits(scorer(converted(name, prefill_chunk=chunk)), ref["prompt"])
     assert logits.shape == ref["logits"].shape
     assert np.abs(logits - ref["logits"]).max() < 1e-3
 
 
+@pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
-def test_float32_greedy_tokens_match_transformers_past_the_window(converted, name):
+def test_float32_greedy_tokens_match_transformers_past_the_window(converted, name, chunk):
     ref = reference(name)
-    folder = converted(name)
+    folder = converted(name, prefill_chunk=chunk)
+    if chunk is None:  # the default's prompt pass really is read in two chunks
+        metadata = json.loads((folder / "pyg_edge.json").read_text())
+        assert 0 < metadata["prefill_chunk"] < len(ref["prompt"]) - 1
     tokens = greedy(generator(folder), folder, ref["prompt"].tolist(), len(ref["greedy"]))
     assert tokens == ref["greedy"].tolist()
 
@@ -51,7 +70,7 @@ def test_float32_greedy_tokens_match_transformers_past_the_window(converted, nam
 @pytest.mark.parametrize("name", CHECKPOINT_NAMES)
 def test_int8_agrees_with_float32_on_the_top_token(converted, name):
     ref = reference(name)
-    logits = one_pass_logits(generator(converted(name, "int8"), "int8"), ref["prompt"])
+    logits = one_pass_logits(scorer(converted(name, "int8"), "int8"), ref["prompt"])
     agreement = (logits.argmax(-1) == ref["logits"].argmax(-1)).mean()
     assert agreement >= 0.85
 
@@ -64,7 +83,7 @@ def test_int8_agrees_with_float32_on_the_top_token(converted, name):
 def test_other_quantizations_load_and_stay_close(converted, quantization, compute_type, tolerance):
     name = "neo_w16_safetensors_f32"
     ref = reference(name)
-    logits = one_pass_logits(generator(converted(name, quantization), compute_type), ref["prompt"])
+    logits = one_pass_logits(scorer(converted(name, quantization), compute_type), ref["prompt"])
     assert (logits.argmax(-1) == ref["logits"].argmax(-1)).mean() >= 0.85
     if tolerance:
         assert np.abs(logits - ref["logits"]).max() < tolerance

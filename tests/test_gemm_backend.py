@@ -151,14 +151,14 @@ from pyg_edge import gemm_backend
 gemm_backend.load_ctranslate2({gemm!r})
 import numpy as np
 from conftest import reference
-from test_exactness import generator, greedy, one_pass_logits
+from test_exactness import generator, greedy, one_pass_logits, scorer
 out = {{"backend": gemm_backend.current_choice().backend}}
 for name, folders in json.loads(sys.argv[1]).items():
     ref = reference(name)
     f32, i8 = Path(folders["float32"]), Path(folders["int8"])
-    logits = one_pass_logits(generator(f32), ref["prompt"])
+    logits = one_pass_logits(scorer(f32), ref["prompt"])
     tokens = greedy(generator(f32), f32, ref["prompt"].tolist(), len(ref["greedy"]))
-    int8 = one_pass_logits(generator(i8, "int8"), ref["prompt"])
+    int8 = one_pass_logits(scorer(i8, "int8"), ref["prompt"])
     out[name] = {{"float32_diff": float(np.abs(logits - ref["logits"]).max()),
                  "greedy_same": tokens == ref["greedy"].tolist(),
                  "int8_top1": float((int8.argmax(-1) == ref["logits"].argmax(-1)).mean()),
@@ -190,14 +190,15 @@ INT8_CHILD = """
 import json, numpy as np
 from pyg_edge import demo, gemm_backend
 ct2 = gemm_backend.load_ctranslate2({gemm!r})
+from pyg_edge.scoring import scoring_generator
 from pyg_edge.tokenizer import TextTokenizer
 folder = demo.demo_model()
 tokenizer = TextTokenizer.from_model_folder(str(folder))
 text = open({text!r}, encoding="utf-8").read()[:2000]
 tokens = tokenizer.tokens(tokenizer.encode(text)[:400])
 def logits(path, compute_type):
-    model = ct2.Generator(str(path), device="cpu", compute_type=compute_type)
-    return np.array(model.forward_batch([tokens]))[0]
+    model = scoring_generator(path, ct2, device="cpu", compute_type=compute_type)
+    return np.array(model.forward_batch([tokens]))[0]  # 400 tokens: past the demo's chunk
 int8, f32 = logits(folder, "int8"), logits({f32!r}, "float32")
 print(json.dumps({{"diff": float(np.abs(int8 - f32).max()),
                   "top1": float((int8.argmax(-1) == f32.argmax(-1)).mean())}}))

@@ -184,12 +184,28 @@ def test_metadata_records_the_chunk_and_bad_chunks_are_refused(chunked, tmp_path
         clear_prefill_chunk(bytearray((chunked(name, 0) / "model.bin").read_bytes()))
 
 
+def test_the_default_chunk_is_half_the_context(converted, tmp_path):
+    name = "neo_w32_bin_f16"
+    context = json.loads((CHECKPOINTS / name / "config.json").read_text())[
+        "max_position_embeddings"]
+    metadata = json.loads((converted(name) / "pyg_edge.json").read_text())
+    assert metadata["context_length"] == context and metadata["prefill_chunk"] == context // 2
+    assert (converted(name) / "model.bin").read_bytes().count(b"decoder/sliding_window") == 1
+    # Without exact local attention there is no chunk by default (it needs exactness).
+    convert_checkpoint(str(CHECKPOINTS / name), str(tmp_path / "m"), "float32",
+                       exact_local_attention=False)
+    assert json.loads((tmp_path / "m" / "pyg_edge.json").read_text())["prefill_chunk"] == 0
+
+
 def test_convert_cli_takes_a_prefill_chunk(tmp_path):
     name = CASES[0][0]
-    result = CliRunner().invoke(main, ["convert", str(CHECKPOINTS / name), str(tmp_path / "m"),
-                                       "-q", "float32", "--prefill-chunk", "64"])
-    assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "m" / "pyg_edge.json").read_text())["prefill_chunk"] == 64
+    for option, chunk in ((["--prefill-chunk", "64"], 64), (["--prefill-chunk", "0"], 0),
+                          ([], 128)):  # the default: half of the 256-token context
+        dest = tmp_path / f"m{chunk}"
+        result = CliRunner().invoke(main, ["convert", str(CHECKPOINTS / name), str(dest),
+                                           "-q", "float32", *option])
+        assert result.exit_code == 0, result.output
+        assert json.loads((dest / "pyg_edge.json").read_text())["prefill_chunk"] == chunk
     bad = CliRunner().invoke(main, ["convert", str(CHECKPOINTS / name), str(tmp_path / "n"),
                                     "--prefill-chunk", "-5"])
     assert bad.exit_code != 0 and "prefill-chunk" in bad.output

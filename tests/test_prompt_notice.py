@@ -60,3 +60,37 @@ def test_cli_chat_says_it_is_reading_a_long_prompt(converted, tmp_path, monkeypa
     assert notices and "about" not in notices[0]  # nothing measured yet: no estimate
     assert result.stdout.count("Aqua: ") == 3  # the greeting and two replies
     assert "(reading" not in result.stdout  # piped replies stay clean
+
+
+@pytest.fixture
+def announcing(tiny_model):
+    """tiny_model announcing passes of 16 tokens or more, having read 100 tokens a second."""
+    tiny_model.long_prompt_tokens = 16
+    tiny_model.prompt_speed = PromptSpeed()
+    tiny_model.prompt_speed.record(200, 2.0)
+    yield tiny_model
+    tiny_model.long_prompt_tokens = pyg_edge.model.LONG_PROMPT_TOKENS
+    tiny_model.prompt_speed = PromptSpeed()
+
+
+def test_web_chat_stream_announces_a_long_prompt_pass_first(announcing):
+    from pyg_edge.sampling import SamplingOptions
+    from server_harness import RunningServer
+
+    server = RunningServer(announcing, defaults=SamplingOptions(max_new_tokens=4,
+                                                                temperature=0))
+    chat = {"character": {"name": "Aqua", "persona": CARD["char_persona"]}, "history": [],
+            "message": "Hello there, how are you today?"}
+    try:
+        events = server.events("/api/pyg-edge/chat/stream", chat)
+        tokens = announcing.last_generation.read_tokens
+        assert tokens >= 16
+        assert events[0] == {"reading": {"tokens": tokens, "seconds": pytest.approx(tokens / 100)}}
+        assert "token" in events[1]  # the notice came before the first token, once
+        assert not any("reading" in e for e in events[1:])
+        assert announcing.on_long_prompt is None  # the server's listener is gone again
+        announcing.long_prompt_tokens = 10_000
+        events = server.events("/api/pyg-edge/chat/stream", chat)
+        assert not any("reading" in e for e in events) and "token" in events[0]
+    finally:
+        server.stop()

@@ -5,6 +5,7 @@
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,56 @@ def test_upload_a_card_chat_and_regenerate_in_a_real_browser(tiny_model, browser
         assert (shots / "webchat.png").read_bytes().startswith(b"\x89PNG")
     finally:
         server.stop()
+
+
+# Records the page's notice (text, whether it shows) and the reply bubble's text at every
+# change of either.
+WATCH_NOTICE = """
+window.noticeSeen = [];
+const notice = document.getElementById("notice");
+new MutationObserver(() => {
+  const bubbles = document.querySelectorAll(".msg");
+  window.noticeSeen.push({text: notice.textContent, shown: notice.getClientRects().length > 0,
+                          reply: bubbles[bubbles.length - 1].textContent});
+}).observe(document.body, {attributes: true, childList: true, characterData: true,
+                           subtree: true});
+"""
+
+
+def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from pyg_edge.model import LONG_PROMPT_TOKENS
+    from pyg_edge.prefill import PromptSpeed
+
+    tiny_model.long_prompt_tokens = 16  # the page's default chat is about 30 tokens
+    tiny_model.prompt_speed = PromptSpeed()
+    tiny_model.prompt_speed.record(200, 2.0)  # 100 tokens/s: "about 1 s"
+    # Called after the server queued the notice: the pass takes 0.5 s, as a long one would.
+    tiny_model.on_long_prompt = lambda tokens, seconds: time.sleep(0.5)
+    server = RunningServer(tiny_model, defaults=SamplingOptions(max_new_tokens=8))
+    try:
+        browser.get(f"http://127.0.0.1:{server.port}/")
+        assert not browser.find_element(By.ID, "notice").is_displayed()
+        browser.execute_script(WATCH_NOTICE)
+        browser.find_element(By.ID, "message").send_keys("Hello!", Keys.ENTER)
+        WebDriverWait(browser, 30).until(
+            lambda b: b.find_element(By.ID, "status").text == ""
+            and len(b.find_elements(By.CSS_SELECTOR, ".msg")) == 3)
+        seen = browser.execute_script("return window.noticeSeen")
+        tokens = tiny_model.last_generation.read_tokens
+        shown = [s for s in seen if s["shown"]]
+        assert shown and shown[0]["text"] == f"Reading {tokens:,} tokens, about 1 s…"
+        assert all(s["reply"] == "Companion" for s in shown)  # only before the reply's text
+        assert seen[-1]["reply"] != "Companion" and not seen[-1]["shown"]
+        assert not browser.find_element(By.ID, "notice").is_displayed()
+    finally:
+        server.stop()
+        tiny_model.on_long_prompt = None
+        tiny_model.long_prompt_tokens = LONG_PROMPT_TOKENS
+        tiny_model.prompt_speed = PromptSpeed()
 
 
 class CountingModel:

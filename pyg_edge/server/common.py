@@ -85,12 +85,13 @@ async def generate(request, prompt, options, key="", n=1, others=None) -> tuple:
 
 
 async def stream_sse(request, prompt, options, event, key="", done=None, name=None, n=1,
-                     others=None):
+                     others=None, notice=None):
     """Streams a generation as server-sent events: event(piece) per piece, then done(stats).
 
     name, when given, goes on every event's `event:` line (KoboldCpp's "message"). With
     n > 1 the pieces are the first reply's, and others holds the rest by the time done
-    is called (see GenerationQueue.stream).
+    is called (see GenerationQueue.stream). notice, when given, turns a PromptNotice
+    (before a long prompt pass) into an event of its own.
     """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
@@ -99,8 +100,9 @@ async def stream_sse(request, prompt, options, event, key="", done=None, name=No
     try:
         async with _cancel_on_disconnect(request, cancel):
             async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
-                                                         n, others):
-                await response.write(sse(event(piece), name))
+                                                         n, others, notice is not None):
+                data = event(piece) if isinstance(piece, str) else notice(piece)
+                await response.write(sse(data, name))
             for line in done(stats) if done else ():
                 await response.write(sse(line, name))
     except ConnectionResetError:

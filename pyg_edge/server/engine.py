@@ -6,6 +6,7 @@ goes away, or when the request's handler ends early.
 """
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -16,6 +17,19 @@ from pyg_edge.model import GenerationStats
 from pyg_edge.prefix_reuse import PrefixPlanner
 
 _DONE = object()
+
+
+@dataclass(frozen=True)
+class PromptNotice:
+    """A long prompt pass about to start (PygModel.on_long_prompt), for the client to show.
+
+    Attributes:
+      tokens: Prompt tokens to read that are not cached.
+      seconds: The model's estimate from this machine's past passes, or None.
+    """
+
+    tokens: int
+    seconds: float | None
 
 
 @dataclass
@@ -66,7 +80,7 @@ class GenerationQueue:
 
     async def stream(self, prompt, options, cancel: threading.Event,
                      stats: GenerationStats, key: str = "", n: int = 1,
-                     others: list | None = None) -> AsyncIterator[str]:
+                     others: list | None = None, notices: bool = False) -> AsyncIterator:
         """Yields the text pieces of one generation once its turn comes.
 
         Args:
@@ -78,6 +92,8 @@ class GenerationQueue:
             pieces yielded are the first reply's.
           others: When given, receives (text, finish_reason) of replies 2 to n once
             they end.
+          notices: Also yield a PromptNotice before a long prompt pass (the model's
+            on_long_prompt: as many uncached tokens as the CLI chat announces).
         """
         self._active[cancel] = key
         try:
@@ -89,8 +105,9 @@ class GenerationQueue:
                 self.last = record = GenerationRecord(key, options.seed, running=True)
                 try:
                     async for piece in self._generate(prompt, options, cancel, stats, n,
-                                                      others):
-                        record.pieces.append(piece)
+                                                      others, notices):
+                        if isinstance(piece, str):
+                            record.pieces.append(piece)
                         yield piece
                 finally:
                     record.stats, record.running, record.ended_at = stats, False, time.time()
@@ -121,30 +138,34 @@ class GenerationQueue:
             event.set()
         self._worker.shutdown(wait=True)
 
-    async def _generate(self, prompt, options, cancel, stats, n=1,
-                        others=None) -> AsyncIterator[str]:
+    async def _generate(self, prompt, options, cancel, stats, n=1, others=None,
+                        notices=False) -> AsyncIterator:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
+
+        def put(item):
+            loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def work():
             replies = None
             try:
                 cut = self.prefixes.stream_kwargs(self.model, prompt) if self.prefixes else {}
-                if n > 1:
-                    pieces = replies = self.model.stream_replies(prompt, n, options,
-                                                                 cancel=cancel, **cut)
-                else:
-                    pieces = self.model.stream(prompt, options, cancel=cancel, **cut)
-                for piece in pieces:
-                    loop.call_soon_threadsafe(queue.put_nowait, piece)
+                with self._notices_to(put) if notices else contextlib.nullcontext():
+                    if n > 1:
+                        pieces = replies = self.model.stream_replies(prompt, n, options,
+                                                                     cancel=cancel, **cut)
+                    else:
+                        pieces = self.model.stream(prompt, options, cancel=cancel, **cut)
+                    for piece in pieces:
+                        put(piece)
             except Exception as error:  # noqa: BLE001  handed to the request that asked
-                loop.call_soon_threadsafe(queue.put_nowait, error)
+                put(error)
             finally:
                 final = self.model.last_generation
                 if replies is not None and others is not None:
                     others.extend(zip(replies.texts[1:], replies.finish_reasons[1:],
                                       strict=True))
-                loop.call_soon_threadsafe(queue.put_nowait, (_DONE, final))
+                put((_DONE, final))
 
         task = loop.run_in_executor(self._worker, work)
         try:
@@ -159,3 +180,22 @@ class GenerationQueue:
         finally:
             cancel.set()  # a no-op after a normal end; stops the worker otherwise
             await task
+
+    @contextlib.contextmanager
+    def _notices_to(self, put):
+        """Meanwhile, the model's long-prompt announcements also go to put as PromptNotice.
+
+        Set and restored in the worker thread, which runs one generation at a time.
+        """
+        before = self.model.on_long_prompt
+
+        def announce(tokens: int, seconds: float | None) -> None:
+            put(PromptNotice(tokens, seconds))  # the client first: it is waiting
+            if before is not None:
+                before(tokens, seconds)
+
+        self.model.on_long_prompt = announce
+        try:
+            yield
+        finally:
+            self.model.on_long_prompt = before

@@ -8,6 +8,7 @@ from pyg_edge.characters import Character, character_from_bytes
 from pyg_edge.prompt import Message, build_prompt
 from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.server.common import MODEL, SETTINGS, json_body, stream_sse
+from pyg_edge.server.engine import PromptNotice
 from pyg_edge.server.params import BadRequest, field
 
 routes = web.RouteTableDef()
@@ -33,7 +34,9 @@ async def chat_stream(request):
 
     An optional `replies` (default: serve --replies) samples that many replies from one
     prompt pass; the others come with the last event as `spares`, for the page's
-    Regenerate.
+    Regenerate. Before a long prompt pass (as long as the CLI chat announces) comes
+    {"reading": {"tokens", "seconds"}}: the uncached tokens and this machine's estimate
+    (null before one could be made), which the page shows until the first token.
     """
     body = await json_body(request)
     model, settings = request.app[MODEL], request.app[SETTINGS]
@@ -47,7 +50,12 @@ async def chat_stream(request):
     return await stream_sse(request, prompt, options, lambda p: {"token": p},
                             done=lambda stats: [{"finish_reason": stats.finish_reason,
                                                  "spares": spare_texts(others)}],
-                            n=n, others=others)
+                            n=n, others=others, notice=reading_event)
+
+
+def reading_event(notice: PromptNotice) -> dict:
+    """The event announcing a long prompt pass."""
+    return {"reading": {"tokens": notice.tokens, "seconds": notice.seconds}}
 
 
 def spare_texts(others: list) -> list:
