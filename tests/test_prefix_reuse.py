@@ -31,12 +31,14 @@ def run_turn(model, planner, text: str) -> dict:
     """Generates one token for text as the server does; says whether the cache served it."""
     before = model.cached_prefixes
     ids = model.tokenizer.encode(text)
-    list(model.stream(text, GREEDY, max_new_tokens=1, **planner.stream_kwargs(model, text)))
+    planned = planner.stream_kwargs(model, text)
+    list(model.stream(text, GREEDY, max_new_tokens=1, **planned))
     stats = model.last_generation
     used = tuple(ids[:stats.cached_tokens])
     assert len(model.cached_prefixes) <= MAX_CACHED_PREFIXES
     return {"ids": ids, "cached": stats.cached_tokens, "hit": bool(used) and used in before,
-            "tail": stats.prompt_tokens - stats.cached_tokens}
+            "tail": stats.prompt_tokens - stats.cached_tokens,
+            "planned": planned["static_tokens"]}
 
 
 def sillytavern_chat(model, planner, turns: int) -> list:
@@ -88,7 +90,7 @@ def test_bad_static_tokens_are_refused(tiny_model):
 
 
 def test_a_growing_sillytavern_chat_reuses_its_prefix(tiny_model):
-    planner = PrefixPlanner(tiny_model.context_length)
+    planner = planner_for(tiny_model)
     rows = sillytavern_chat(tiny_model, planner, 12)
     later = [r for r in rows if r["grows"]]
     assert len(later) >= 5 and not rows[0]["grows"]
@@ -98,12 +100,15 @@ def test_a_growing_sillytavern_chat_reuses_its_prefix(tiny_model):
     assert sum(r["hit"] for r in later) >= len(later) / 2
 
 
+def planner_for(model) -> PrefixPlanner:
+    """The planner the server gives model (GenerationQueue)."""
+    return PrefixPlanner(model.context_length, model.prefill_chunk)
+
+
 def test_a_full_sillytavern_chat_keeps_reusing_the_card(one_pass_tiny_model):
-    """On a one-pass model. With the default chunk (half the context) the runtime moves a
-    cut whose uncached rest is longer than the chunk (exact_cut), and the planner does not
-    plan for that yet: a full chat's card prefix then shifts every turn."""
+    """On a one-pass model, where any cached prefix can serve a prompt it starts."""
     model = one_pass_tiny_model
-    planner = PrefixPlanner(model.context_length)
+    planner = planner_for(model)
     rows = [r for r in sillytavern_chat(model, planner, 16) if r["full"]]
     assert len(rows) >= 5
     count = model.tokenizer.count
@@ -117,7 +122,7 @@ def test_a_full_sillytavern_chat_keeps_reusing_the_card(one_pass_tiny_model):
 
 
 def test_a_regenerate_and_an_edited_last_message_hit_the_cache(tiny_model):
-    planner = PrefixPlanner(tiny_model.context_length)
+    planner = planner_for(tiny_model)
     last = sillytavern_chat(tiny_model, planner, 3)[-1]
     again = run_turn(tiny_model, planner, last["text"])  # a swipe sends the same prompt
     assert again["hit"] and again["tail"] <= planner.max_tail
@@ -128,7 +133,7 @@ def test_a_regenerate_and_an_edited_last_message_hit_the_cache(tiny_model):
 
 
 def test_prefixes_stay_bounded_over_unrelated_prompts(tiny_model):
-    planner = PrefixPlanner(tiny_model.context_length)
+    planner = planner_for(tiny_model)
     for i in range(6):
         run_turn(tiny_model, planner, f"Story {i}. " + words(i * 3, 60) + "\nAqua:")
         assert len(tiny_model.cached_prefixes) <= MAX_CACHED_PREFIXES
@@ -211,3 +216,19 @@ def test_with_a_prefill_chunk_a_cached_prefix_too_far_back_is_not_reused():
     grown = first + list(range(500, 560))  # 68 tokens after the cached 92: past 40 + 1
     cut = planner.plan(grown, {tuple(first[:92])})
     assert cut != 92 and len(grown) - cut <= 41
+
+
+def test_on_the_chunked_default_every_cut_is_the_planners_and_stays_exact(tiny_model):
+    chunk = tiny_model.prefill_chunk
+    assert chunk  # the default conversion reads long prompts in chunks
+    planner = planner_for(tiny_model)
+    rows = sillytavern_chat(tiny_model, planner, 16)
+    full = [r for r in rows if r["full"]]
+    assert len(full) >= 5
+    for row in rows:
+        # No cut moved by the runtime (that prefix would be used once, uncached)...
+        assert row["cached"] == row["planned"]
+        # ...and what follows the prefix is within what the chunk reads exactly.
+        assert row["tail"] <= chunk + 1
+    swipe = run_turn(tiny_model, planner, full[-1]["text"])
+    assert swipe["hit"] and swipe["tail"] <= planner.max_tail
