@@ -14,9 +14,10 @@ prompts). Each prompt goes through pyg_edge.server.engine.GenerationQueue, as ev
 KoboldAI, KoboldCpp and /v1/completions request does; the baseline turns prefix reuse off.
 Each mode runs in its own process, so its peak RSS (load included) is its own. Greedy
 decoding: both modes must generate the same text. Without --model or --demo it uses the
-synthetic 2.7B checkpoint converted with a one-pass prompt (work/neo27-st-int8,
---prefill-chunk 0; bench_chat_turn.ensure_model), whose text is noise but timings real; there
-expect about 20 minutes on 2 cores, most of it the baseline. `--demo` checks it in seconds.
+synthetic 2.7B checkpoint converted as `pyg-edge convert` does by default, with a prefill
+chunk of 1,024 (work/neo27-st-int8-chunk1024; bench_chat_turn.ensure_model), whose text is
+noise but timings real; there expect about 40 minutes on 2 cores, most of it the baseline.
+`--demo` checks it in seconds.
 """
 
 import argparse
@@ -193,7 +194,7 @@ def main():
     if args.child:
         return child(args)
     if args.model is None:
-        args.model = demo_model() if args.demo else ensure_model(WORK / "neo27-st-int8")
+        args.model = demo_model() if args.demo else ensure_model(WORK / "neo27-st-int8-chunk1024")
     results = {m: [run_mode(args, m) for _ in range(args.runs)] for m in MODES}
     report(args, results)
 

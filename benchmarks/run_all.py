@@ -26,7 +26,8 @@ BENCHMARKS = [
     ("cpu_knobs", "CTranslate2's CPU knobs", "bench_cpu_knobs.py --runs 3"),
     ("gemm", "pyg-edge's exact int8 GEMM alone", "bench_gemm.py"),
     ("runtime", "Prompt processing, decode and memory against the alternatives",
-     "bench_runtime.py --runs 2"),
+     "bench_runtime.py --runs 1 "
+     "--engines pyg-edge-chunked,pyg-edge,ct2-plain,hf-int8,openvino-int8"),
     ("chat_turn", "A chat turn on a 1,500-token history",
      "bench_chat_turn.py --new-tokens 64 --model work/neo27-st-int8-chunk1024"),
     ("chat_turn_onednn", "The same chat turn on oneDNN's int8 GEMM",
