@@ -28,6 +28,7 @@ BENCHMARKS = [
     ("runtime", "Prompt processing, decode and memory against the alternatives",
      "bench_runtime.py --runs 1 "
      "--engines pyg-edge-chunked,pyg-edge,ct2-plain,hf-int8,openvino-int8"),
+    ("memory", "Where the memory goes on a 1,920-token prompt", "bench_memory.py"),
     ("chat_turn", "A chat turn on a 1,500-token history",
      "bench_chat_turn.py --new-tokens 64 --model work/neo27-st-int8-chunk1024"),
     ("chat_turn_onednn", "The same chat turn on oneDNN's int8 GEMM",
