@@ -1,13 +1,18 @@
 """Raw-text prompts reuse CTranslate2's prefix cache: exact outputs, planner choices, bounds."""
 
 import pytest
+from click.testing import CliRunner
 
+import pyg_edge.server
 from pyg_edge.characters import Character
+from pyg_edge.cli import main
 from pyg_edge.model import MAX_CACHED_PREFIXES
 from pyg_edge.prefill import exact_cut
 from pyg_edge.prefix_reuse import BLOCK, PrefixPlanner
 from pyg_edge.prompt import Message, Prompt
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.server import create_app
+from pyg_edge.server.common import QUEUE
 from server_harness import RunningServer
 from sillytavern_prompt import SEPARATOR, sillytavern_prompt, story_string
 
@@ -232,3 +237,15 @@ def test_on_the_chunked_default_every_cut_is_the_planners_and_stays_exact(tiny_m
         assert row["tail"] <= chunk + 1
     swipe = run_turn(tiny_model, planner, full[-1]["text"])
     assert swipe["hit"] and swipe["tail"] <= planner.max_tail
+
+
+def test_serve_can_turn_the_prefix_cache_off(monkeypatch, tiny_model):
+    served = []
+    monkeypatch.setattr(pyg_edge.server, "serve", lambda *args, **kw: served.append(args))
+    result = CliRunner().invoke(main, ["serve", str(tiny_model.path), "--no-prefix-cache"])
+    assert result.exit_code == 0, result.output
+    assert served[0][-1] is False
+    for reuse in (False, True):
+        queue = create_app(tiny_model, reuse_prefixes=reuse)[QUEUE]
+        assert (queue.prefixes is not None) == reuse
+        queue.close()

@@ -21,7 +21,7 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is ref
 
 def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
                defaults: SamplingOptions = None, replies: int = 1,
-               cors_origins=()) -> web.Application:
+               cors_origins=(), reuse_prefixes: bool = True) -> web.Application:
     """Builds the server around a loaded model.
 
     Args:
@@ -33,6 +33,8 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
         Regenerate instant.
       cors_origins: Origins whose browser pages may call the API ("*": any); none by
         default (pyg_edge.server.cors).
+      reuse_prefixes: Cache raw prompts' prefixes across requests (pyg_edge.prefix_reuse);
+        False saves up to two prompts' key/value caches of memory.
 
     Raises:
       ValueError: a CORS origin is not one.
@@ -41,7 +43,7 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
                           client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(add_allow_origin)
     app[MODEL] = model
-    app[QUEUE] = GenerationQueue(model)
+    app[QUEUE] = GenerationQueue(model, reuse_prefixes)
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
                      "defaults": defaults or SamplingOptions(), "replies": replies,
                      "cors_origins": check_origins(cors_origins),
@@ -57,7 +59,8 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
 
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: str = "",
-          max_length: int = 512, replies: int = 1, cors_origins=(), **model_options) -> None:
+          max_length: int = 512, replies: int = 1, cors_origins=(), reuse_prefixes: bool = True,
+          **model_options) -> None:
     """Loads a model and serves it until interrupted."""
     if not _is_loopback(host) and not api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it", host)
@@ -65,7 +68,8 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: s
         logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
                        "without an API key)")
     with PygModel(model_path, **model_options) as model:
-        app = create_app(model, api_key, max_length, replies=replies, cors_origins=cors_origins)
+        app = create_app(model, api_key, max_length, replies=replies, cors_origins=cors_origins,
+                         reuse_prefixes=reuse_prefixes)
         web.run_app(app, host=host, port=port)
 
 
