@@ -36,7 +36,8 @@ from machine import describe_machine
 from median_spread import spread
 from pyg_edge.characters import load_character
 from pyg_edge.demo import demo_model
-from pyg_edge.model import GenerationStats, PygModel
+from pyg_edge.generation_stats import GenerationStats
+from pyg_edge.model import PygModel
 from pyg_edge.prompt import Message
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.engine import GenerationQueue

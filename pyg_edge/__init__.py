@@ -9,7 +9,8 @@ from pyg_edge.errors import (
     PromptTooLongError,
     PygEdgeError,
 )
-from pyg_edge.model import GenerationStats, PygModel
+from pyg_edge.generation_stats import GenerationStats
+from pyg_edge.model import PygModel
 from pyg_edge.prompt import Message, Prompt, build_prompt
 from pyg_edge.replies import Replies
 from pyg_edge.sampling import SamplingOptions

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
 from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
 from pyg_edge.gemm_backend import load_ctranslate2
+from pyg_edge.generation_stats import GenerationStats
 from pyg_edge.model_folder import DEVICES, auto_compute_type, pick_device, read_metadata
 from pyg_edge.prefill import PromptSpeed, exact_cut
 from pyg_edge.prompt import Prompt
@@ -34,30 +35,6 @@ _UNSEEDED = 2**32 - 1
 # exception", seen in about 1 of 15 test child processes that never closed their model).
 _open_models = weakref.WeakSet()
 atexit.register(lambda: [model.close() for model in list(_open_models)])
-
-
-@dataclass
-class GenerationStats:
-    """Figures of the latest generation.
-
-    Attributes:
-      prompt_tokens: Tokens in the prompt.
-      cached_tokens: Of those, tokens in the static prefix given to the cache.
-      read_tokens: Of those, tokens the prompt pass read (not found in the cache).
-      new_tokens: Tokens generated (the end token not counted).
-      first_token_seconds: From the call to the first generated token.
-      seconds: From the call to the end of generation.
-      finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
-        or "cancelled".
-    """
-
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    read_tokens: int = 0
-    new_tokens: int = 0
-    first_token_seconds: float = 0.0
-    seconds: float = 0.0
-    finish_reason: str = "length"
 
 
 @dataclass

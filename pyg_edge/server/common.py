@@ -11,7 +11,8 @@ import threading
 
 from aiohttp import web
 
-from pyg_edge.model import GenerationStats, PygModel
+from pyg_edge.generation_stats import GenerationStats
+from pyg_edge.model import PygModel
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.fitting import fit_prompt
 from pyg_edge.server.options import Completion, Limits

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pyg_edge.model import GenerationStats
+from pyg_edge.generation_stats import GenerationStats
 from pyg_edge.prefix_reuse import PrefixPlanner
 
 _DONE = object()

@@ -1,0 +1,27 @@
+"""The figures of one generation, which PygModel keeps as last_generation."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class GenerationStats:
+    """Figures of the latest generation.
+
+    Attributes:
+      prompt_tokens: Tokens in the prompt.
+      cached_tokens: Of those, tokens in the static prefix given to the cache.
+      read_tokens: Of those, tokens the prompt pass read (not found in the cache).
+      new_tokens: Tokens generated (the end token not counted).
+      first_token_seconds: From the call to the first generated token.
+      seconds: From the call to the end of generation.
+      finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
+        or "cancelled".
+    """
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    read_tokens: int = 0
+    new_tokens: int = 0
+    first_token_seconds: float = 0.0
+    seconds: float = 0.0
+    finish_reason: str = "length"
