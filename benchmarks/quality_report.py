@@ -57,14 +57,31 @@ def held_out_sets() -> dict:
             **{n: t for n, t in sets.items() if n != HELD_OUT[0]}}
 
 
-def perplexity(model, tokenizer, texts: list, eos: int, context: int) -> float:
-    """exp(mean negative log-likelihood per token), each text read in one pass."""
-    batches = [tokenizer.tokens([eos] + tokenizer.encode(t)[: context - 1]) for t in texts]
+def perplexity(model, tokenizer, texts: list, eos: int, context: int,
+               chat_only: bool = False) -> float:
+    """exp(mean negative log-likelihood per token), each text read in one pass.
+
+    chat_only counts only the tokens after the last <START> line: the persona and example
+    dialogue are then context, as the card is in a real chat, not text to predict.
+    """
+    batches, skips = [], []
+    for text in texts:
+        ids = [eos] + tokenizer.encode(text)[: context - 1]
+        skips.append(len(_context_ids(tokenizer, text, eos, ids)) - 1 if chat_only else 0)
+        batches.append(tokenizer.tokens(ids))
     total, count = 0.0, 0
-    for result in model.score_batch(batches, max_batch_size=8):
-        total -= sum(result.log_probs)
-        count += len(result.log_probs)
+    for result, skip in zip(model.score_batch(batches, max_batch_size=8), skips, strict=True):
+        total -= sum(result.log_probs[skip:])
+        count += len(result.log_probs) - skip
     return math.exp(total / count)
+
+
+def _context_ids(tokenizer, text: str, eos: int, ids: list) -> list:
+    """The ids up to and including the last <START> line (only [eos] if they would not
+    tokenize the same on their own)."""
+    cut = text.rindex("<START>\n") + len("<START>\n")
+    context = [eos] + tokenizer.encode(text[:cut])
+    return context if ids[: len(context)] == context else [eos]
 
 
 def greedy_agreement(exact, inexact, tokenizer, texts, prompt_tokens, new_tokens) -> list:
@@ -94,6 +111,15 @@ def longest_repeat(text: str) -> int:
     return 0
 
 
+def longest_copy(text: str, source: str) -> int:
+    """Words in the longest word n-gram of text that also occurs in source (a persona echo)."""
+    words, source_words = text.split(), source.split()
+    grams = {tuple(source_words[i:i + n]) for n in range(1, len(source_words) + 1)
+             for i in range(len(source_words) - n + 1)}
+    return max((n for n in range(1, len(words) + 1) for i in range(len(words) - n + 1)
+                if tuple(words[i:i + n]) in grams), default=0)
+
+
 def baseline_checkpoint(rev: str, folder: Path) -> Path:
     """The demo checkpoint as of git revision rev, written to folder."""
     folder.mkdir(parents=True)
@@ -109,6 +135,12 @@ def baseline_checkpoint(rev: str, folder: Path) -> Path:
             (folder / "tokenizer.json").write_bytes((CHECKPOINT / "tokenizer.json").read_bytes())
             return folder
     raise SystemExit(f"no demo checkpoint at revision {rev}")
+
+
+def chat_perplexities(model, tokenizer, sets: dict, eos: int, context: int) -> str:
+    """Perplexity of each set's chat turns alone (after the last <START>), as text."""
+    return ", ".join(f"{perplexity(model, tokenizer, texts, eos, context, True):.3f} ({name})"
+                     for name, texts in sets.items())
 
 
 def quantization_table(checkpoint: Path, work: Path, sets: dict) -> dict:
@@ -142,6 +174,9 @@ def quantization_table(checkpoint: Path, work: Path, sets: dict) -> dict:
         attention = "CTranslate2 sliding window (inexact)" if name == "inexact" else "exact"
         print(f"| {quantization} | {compute} | {attention} | "
               + " | ".join(f"{p:.3f}" for p in ppls) + f" | {ppls[0] / baseline:.4f}x |")
+    chat = chat_perplexities(models["float32"], tokenizer, sets, eos, context)
+    print(f"\nPerplexity of the chat alone (the tokens after the last <START>; the persona and "
+          f"example dialogue are context, as a card is), float32, exact: {chat}.")
     return {"exact": models["float32"], "inexact": models["inexact"], "tokenizer": tokenizer,
             "window": window, "folder": folders["int8"], "eos": eos, "context": context}
 
@@ -170,37 +205,45 @@ def report_baseline(baseline: Path, rev: str, work: Path, sets: dict) -> Path:
     ppls = [perplexity(model, tokenizer, texts, metadata["eos_token_id"],
                        metadata["context_length"]) for texts in sets.values()]
     print(f"\nThe demo checkpoint of revision {rev}, float32, exact: perplexity "
-          + ", ".join(f"{p:.3f} ({n})" for p, n in zip(ppls, sets, strict=True)) + ".")
+          + ", ".join(f"{p:.3f} ({n})" for p, n in zip(ppls, sets, strict=True))
+          + "; the chat alone: " + chat_perplexities(model, tokenizer, sets,
+                                                      metadata["eos_token_id"],
+                                                      metadata["context_length"]) + ".")
     return work / "int8"
 
 
 def report_replies(folders: dict) -> None:
     """Greedy int8 replies as Robin to MESSAGES, one fresh chat each."""
     print(f"\nGreedy replies (int8, at most {GREEDY.max_new_tokens} tokens) as Robin, each "
-          "the first message of a new chat; ends turn: stopped at the user's turn rather than "
-          "the length limit; repeat: words in the longest n-gram said twice.\n")
-    print("| model | message | reply | ends turn | repeat |")
-    print("| --- | --- | --- | --- | --- |")
+          "the first message of a new chat; ends turn: one line, stopped where the user's "
+          "turn or a new <START> begins rather than at the length limit; repeat: words in the "
+          "longest n-gram said twice; persona copy: words in the longest n-gram taken from "
+          "the persona.\n")
+    print("| model | message | reply | ends turn | repeat | persona copy |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    character = load_character(DEMO_CHARACTER)
     for label, folder in folders.items():
         with PygModel(folder, device="cpu") as model:
             for message in MESSAGES:
-                session = ChatSession(model, load_character(DEMO_CHARACTER), GREEDY)
+                session = ChatSession(model, character, GREEDY)
                 reply = "".join(session.send(message))
-                ends = model.last_generation.finish_reason == "stop"
+                ends = model.last_generation.finish_reason == "stop" and "\n" not in reply
                 text = reply.replace("|", "\\|").replace("\n", " ")
                 print(f"| {label} | {message} | {text} | {'yes' if ends else 'no'} | "
-                      f"{longest_repeat(reply)} |")
+                      f"{longest_repeat(reply)} | {longest_copy(reply, character.persona)} |")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", help="git revision whose demo to compare with")
+    parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT,
+                        help="demo checkpoint to report on (default: the shipped one)")
     args = parser.parse_args()
     sets = held_out_sets()
     print(f"machine: {describe_machine()}")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        models = quantization_table(CHECKPOINT, work / "current", sets)
+        models = quantization_table(args.checkpoint, work / "current", sets)
         report_agreement(models, sets)
         replies = {"current": models["folder"]}
         if args.baseline_rev:

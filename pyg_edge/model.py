@@ -349,7 +349,7 @@ class PygModel:
     def _generation_kwargs(self, request) -> dict:
         """generate_tokens/generate_batch arguments besides the dynamic prompt tokens."""
         tokens = self.tokenizer.tokens
-        banned = self._banned_sequences(request.options.banned)
+        banned = self._banned_sequences(request)
         return dict(
             static_prompt=tokens(request.static_ids) or None,
             cache_static_prompt=request.cache_prefix,
@@ -375,7 +375,15 @@ class PygModel:
             self._cached_prefixes = set()
         self._cached_prefixes.add(static_ids)
 
-    def _banned_sequences(self, banned: tuple) -> list:
+    def _banned_sequences(self, request) -> list:
+        """Token sequences to suppress: the banned strings that no stop string ends first.
+
+        A banned string that contains a stop string can never reach the reply (the stop
+        ends it there), and suppressing it would keep the stop from firing: with "<START>"
+        both banned and a stop, a model ending its turn with "\n<START>" was pushed to
+        write "\n<START." and go on.
+        """
+        banned = [b for b in request.options.banned if not any(s in b for s in request.stops)]
         variants = {tuple(self.tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
         return [self.tokenizer.tokens(list(v)) for v in variants if v]
 

@@ -141,7 +141,7 @@ def sample_replies(generator, tokenizer, request, result: Replies, cancel, kwarg
     waiter = threading.Thread(target=_wait_for, args=(batch, pieces), daemon=True)
     waiter.start()
     try:
-        yield from _drain(pieces)
+        yield from _drain(pieces, cancel)
     finally:
         stop_all.set()  # the caller stopped early: stop every reply
         waiter.join()
@@ -157,9 +157,15 @@ def _wait_for(batch, pieces: queue.Queue) -> None:
     pieces.put(_DONE)
 
 
-def _drain(pieces: queue.Queue) -> Iterator[str]:
+def _drain(pieces: queue.Queue, cancel) -> Iterator[str]:
+    """The first reply's pieces until the batch ends, or none more once cancel is set.
+
+    A fast model can be far ahead of its reader: pieces already queued are dropped.
+    """
     while True:
         item = pieces.get()
+        if cancel is not None and cancel.is_set():
+            return
         if item is _DONE:
             return
         if isinstance(item, Exception):

@@ -24,12 +24,25 @@ def test_the_demo_checkpoint_is_small_plain_files():
     assert sum(p.stat().st_size for p in files) <= 25 * 1000 * 1000
 
 
-def test_a_greedy_reply_ends_where_the_characters_turn_ends(demo_pyg_model, robin):
+# benchmarks/quality_report.py's messages: the first demo looped on three of them.
+MESSAGES = ("Hello, how are you?", "What is your favourite food?", "Tell me about computers.",
+            "Do you like movies?", "What did you do today?")
+
+
+def repeated_ngram(text: str, n: int) -> bool:
+    words = text.split()
+    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) < len(grams)
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_a_greedy_reply_ends_where_the_characters_turn_ends(demo_pyg_model, robin, message):
     session = ChatSession(demo_pyg_model, robin, GREEDY)
-    reply = "".join(session.send("Hello, how are you?"))
+    reply = "".join(session.send(message))
     assert reply and "You:" not in reply and "\n" not in reply
     assert demo_pyg_model.last_generation.finish_reason == "stop"
     assert demo_pyg_model.last_generation.new_tokens < GREEDY.max_new_tokens
+    assert not repeated_ngram(reply, 3), reply  # no loop: no 3 words said twice
 
 
 def test_the_raw_model_writes_the_users_turn_next_and_the_stop_spans_tokens(demo_pyg_model, robin):

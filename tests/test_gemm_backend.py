@@ -210,7 +210,8 @@ def test_exact_avx2_int8_stays_close_to_float32_on_the_trained_demo(tmp_path):
     """Trained weights and real text: int8 products exact, only quantization differs.
 
     (oneDNN's int8 path on AVX2 CPUs without VNNI saturates 16-bit sums: on the project's
-    AMD EPYC its logits on this text were 1.77 off float32 where these are 0.21; see
+    AMD EPYC its logits on this text are 2.63 off float32, top-1 agreeing on 96.8% of
+    tokens, where these are 0.85 and 99.5%; with the first demo 1.77 against 0.21. See
     benchmarks/int8_agreement.py.)
     """
     from pyg_edge import demo
@@ -220,5 +221,5 @@ def test_exact_avx2_int8_stays_close_to_float32_on_the_trained_demo(tmp_path):
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(f32), "float32")
     text = TESTS.parent / "models" / "demo" / "heldout.txt"  # fixed dialogue text
     result = run_child(INT8_CHILD.format(gemm="exact-avx2", f32=str(f32), text=str(text)))
-    assert result["diff"] < 0.5
+    assert result["diff"] < 1.0
     assert result["top1"] >= 0.98

@@ -40,6 +40,16 @@ def test_a_banned_string_is_never_written(tiny_model):
     assert banned not in greedy_text(tiny_model, banned=(banned,))
 
 
+def test_a_stop_string_wins_over_a_banned_string_that_contains_it(tiny_model):
+    # Like "<START>", banned and a stop by default in chat: the turn must end there, not
+    # be pushed into writing something close to it.
+    full = greedy_text(tiny_model)
+    word = full.split()[2]
+    stopped = greedy_text(tiny_model, stop=(word,))
+    assert stopped == full[: full.index(word)]
+    assert greedy_text(tiny_model, stop=(word,), banned=(word, f"{word} and")) == stopped
+
+
 def test_the_same_seed_gives_the_same_sampled_text(tiny_model):
     sampled = SamplingOptions(temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=30, seed=11)
     first, second = (tiny_model.generate(PROMPT, sampled) for _ in range(2))

@@ -1,6 +1,7 @@
 """PygModel.stream_replies: several replies from one prompt pass, each with its own stops."""
 
 import threading
+import time
 
 import pytest
 
@@ -83,6 +84,17 @@ def test_cancel_stops_every_reply(tiny_model):
             cancel.set()
     assert replies.finish_reasons == ["cancelled"] * 3
     assert max(replies.new_tokens) < 10
+
+
+def test_after_cancel_no_piece_comes_even_if_the_model_ran_ahead(tiny_model):
+    # The tiny model generates far faster than this reader: pieces queue up unread.
+    cancel = threading.Event()
+    replies = tiny_model.stream_replies(PROMPT, 3, SAMPLED, cancel=cancel, max_new_tokens=60,
+                                        min_new_tokens=60)
+    next(iter(replies))
+    time.sleep(0.5)  # meanwhile the model writes pieces nobody reads yet
+    cancel.set()
+    assert list(replies) == []
 
 
 def test_stopping_iteration_stops_the_others_and_frees_the_model(tiny_model):
