@@ -15,14 +15,12 @@ pytestmark = pytest.mark.skipif(not demo_corpus.TEXT.is_dir(),
 
 @pytest.fixture(scope="module")
 def texts():
-    old = {t.strip("\n") for t in (DEMO / "heldout.txt").read_text(encoding="utf-8").split("\n\n")}
-    return demo_corpus.build_texts(1234, old), old
+    return demo_corpus.build_texts(1234), demo_corpus.first_held_out()
 
 
 @pytest.fixture(scope="module")
-def varied(texts):
-    (_, _), old = texts
-    return demo_corpus.build_texts(1234, old, vary=True)
+def varied():
+    return demo_corpus.build_texts(1234, vary=True)
 
 
 def dialogue(text: str) -> tuple:

@@ -14,8 +14,9 @@ import random
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-TEXT = ROOT.parent / "shared" / "data" / "text"
+HERE = Path(__file__).resolve().parent
+TEXT = HERE.parent.parent.parent / "shared" / "data" / "text"
+FIRST_HELD_OUT = HERE / "heldout.txt"  # the first demo's split, never trained on since
 BOT = "Robin"
 BOT_PERSONA = ("Robin is a friendly, curious companion who enjoys chatting about computers, "
                "food, movies, science, sports, history and how the day is going.")
@@ -99,7 +100,12 @@ def format_sample(character: str, persona: str | None, turns, examples=()) -> st
     return "\n".join(header + blocks + ["<START>", *turns, "You:"])
 
 
-def build_texts(seed: int, old_held_out: set, vary: bool = False) -> tuple:
+def first_held_out() -> set:
+    """The texts of the first demo's held-out file."""
+    return {t.strip("\n") for t in FIRST_HELD_OUT.read_text(encoding="utf-8").split("\n\n")}
+
+
+def build_texts(seed: int, vary: bool = False) -> tuple:
     """(training, held out): every 20th distinct conversation of each source is held out.
 
     The chatterbot conversations are repeated three times (the corpus is small next to the
@@ -109,6 +115,7 @@ def build_texts(seed: int, old_held_out: set, vary: bool = False) -> tuple:
     training texts when vary is False (the first demos' format).
     """
     split, variety = random.Random(seed), random.Random(seed + 1)
+    old_held_out = first_held_out()
     robin = _distinct(chatterbot_samples(), lambda sample: (BOT, BOT_PERSONA, sample[1]))
     plays = _distinct(shakespeare_samples(), lambda sample: (
         sample[0], f"{sample[0]} is a character in a play by Shakespeare.", sample[1]))

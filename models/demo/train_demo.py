@@ -34,7 +34,6 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 TOKENIZER = ROOT / "models" / "gpt2-tokenizer"
 OUT = ROOT / "pyg_edge" / "demo_data" / "pyg-demo-neo"
-OLD_HELD_OUT = HERE / "heldout.txt"
 HELD_OUT = HERE / "heldout-v2.txt"
 EOS = 50256
 VOCAB = 50257
@@ -157,8 +156,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)  # the machine is shared; one thread keeps runs comparable
-    old = {t.strip("\n") for t in OLD_HELD_OUT.read_text(encoding="utf-8").split("\n\n")}
-    training, held_out = build_texts(args.seed, old, args.vary_prompts)
+    training, held_out = build_texts(args.seed, args.vary_prompts)
     tokenizer = load_tokenizer(str(TOKENIZER), (EOS,))
     data = token_stream(tokenizer, training)
     print(f"{len(training)} training samples, {len(data)} tokens; {len(held_out)} held out")
