@@ -24,13 +24,16 @@ a slow spell of this shared machine hits them alike): first token after 1,000 an
 prompt tokens, then 128 new tokens after 500 and after 1,920 prompt tokens (the full 2,048
 context), whose first tokens give the 500 and 1,920 columns. Greedy, end token suppressed.
 Decode speed is also given as a fraction of this machine's limit: read bandwidth / bytes
-of int8 weights read per token. Writes results/runtime.md, .json and .png; --engines
+of int8 weights read per token. Beside each phase the kernel's share of the process's CPU
+time (getrusage: system / (user + system)), so page-fault storms (pages zeroed for fresh
+allocations) show in every run. Writes results/runtime.md, .json and .png; --engines
 reruns some engines and keeps the others' results from the last runtime.json.
 """
 
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -68,13 +71,29 @@ def child(engine_name: str) -> None:
     engine.run(prompt_ids(8), 2)  # OpenVINO compiles on its first call: count it as load
     result = {"load": time.monotonic() - started, "first": {}, "decode": {},
               "backend": engine.backend}
+    result["kernel"] = {}
     for count in FIRST_TOKEN_PROMPTS:
+        before = cpu_times()
         result["first"][count] = engine.run(prompt_ids(count), 1)[1]
+        result["kernel"][f"first {count}"] = kernel_share(before, cpu_times())
     for count in DECODE_PROMPTS:
+        before = cpu_times()
         tokens, first, total, new = engine.run(prompt_ids(count), NEW_TOKENS)
+        result["kernel"][f"run {count}"] = kernel_share(before, cpu_times())
         result["first"][count] = first
         result["decode"][count] = (new - 1) / (total - first)
     print(json.dumps(result))
+
+
+def cpu_times() -> tuple:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def kernel_share(before: tuple, after: tuple) -> float:
+    """The kernel's share of the CPU time spent between two cpu_times()."""
+    user, system = after[0] - before[0], after[1] - before[1]
+    return system / (user + system) if user + system else 0.0
 
 
 def run_child(engine_name: str) -> dict | None:
@@ -92,12 +111,14 @@ def run_child(engine_name: str) -> dict | None:
 
 def merge_rounds(rounds: list) -> dict:
     """One engine's rounds as lists per figure (first[p], decode[p], load, peak_rss)."""
-    merged = {"first": {}, "decode": {}, "load": [], "peak_rss": [],
+    merged = {"first": {}, "decode": {}, "load": [], "peak_rss": [], "kernel": {},
               "backend": rounds[0]["backend"], "measured": time.strftime("%Y-%m-%d %H:%M")}
     for result in rounds:
         for key in ("first", "decode"):
             for count, value in result[key].items():
                 merged[key].setdefault(int(count), []).append(value)
+        for phase, share in result.get("kernel", {}).items():
+            merged["kernel"].setdefault(phase, []).append(share)
         merged["load"].append(result["load"])
         merged["peak_rss"].append(result["peak_rss"])
     return merged
@@ -153,6 +174,14 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,
             + " | ".join(spread(r["decode"][p], 2) for p in DECODE_PROMPTS)
             + f" | {median(r['decode'][500]) / limit:.0%} | "
             f"{spread([v / 1e9 for v in r['peak_rss']], 2)} |")
+    lines += ["", "Kernel share of CPU time per phase (system / (user + system), median): "
+              "prompt passes of 1,000 and 1,500 tokens, then each 128-token run after 500 "
+              "and 1,920", ""]
+    for name, r in results.items():
+        shares = r.get("kernel") or {}
+        if shares:
+            lines.append(f"- {ENGINES[name]}: " + ", ".join(
+                f"{phase} {median(values):.0%}" for phase, values in shares.items()))
     if kept:  # --engines reran only some: say which rows are older
         lines += ["", "rows kept from an earlier run: " + "; ".join(
             f"{ENGINES[name]} ({results[name].get('measured', 'unknown')})" for name in kept)]

@@ -134,6 +134,8 @@ def _choose(requested: str, cpu: CpuInfo) -> GemmChoice:
     backend, reason = plan(requested, cpu, shim_path() is not None)
     if backend == "onednn":
         os.environ["CT2_USE_MKL"] = "0"
+    else:
+        keep_mkl_memory_in_the_heap()
     if backend not in SHIM_SETTINGS and not backend.startswith("mkl-raw:"):
         return GemmChoice(backend, reason)
     verdict = selftest_verdict(backend, cpu)
@@ -145,6 +147,18 @@ def _choose(requested: str, cpu: CpuInfo) -> GemmChoice:
                           verdict)
     enable(backend)
     return GemmChoice(backend, reason, verdict)
+
+
+def keep_mkl_memory_in_the_heap() -> None:
+    """Sends oneMKL's allocations to the C heap, unless the user chose otherwise.
+
+    With oneMKL linked, CTranslate2 allocates through mkl_malloc, whose own memory manager
+    hands large blocks back to the kernel: perf showed over half of a long prompt pass in
+    the kernel zeroing fresh pages, and pyg_edge.cpu_tuning's heap settings never reached
+    those blocks. MKL_DISABLE_FAST_MM=1 (read when oneMKL loads) makes them ordinary
+    heap blocks: peak RSS of a 1,200-token cached prefix on the 2.7B shape 7.68 -> 6.38 GB.
+    """
+    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
 
 
 def plan(requested: str, cpu: CpuInfo, shim_built: bool) -> tuple:
