@@ -1,6 +1,6 @@
-"""A SillyTavern chat replayed through the server's generation path, with and without prefix reuse.
+"""A SillyTavern chat replayed through the server's generation path: no reuse, reuse, smart context.
 
-    python benchmarks/bench_api_replay.py [--model DIR | --demo] [--turns 20] [--runs 1]
+    python benchmarks/bench_api_replay.py [--model DIR | --demo] [--turns 32] [--runs 1]
 
 Replays a chat as SillyTavern sends it to a KoboldAI/KoboldCpp backend: each turn's prompt is
 the whole text (story string, <START>, example dialogue, history as "Name: text" lines,
@@ -11,9 +11,14 @@ model's), so examples, then the oldest messages, drop once the chat outgrows it.
 (../shared/data/cards), the messages are lines of ../shared/data/text/tinyshakespeare.txt
 (the character's replies are scripted, not generated, so both modes send the same
 prompts). Each prompt goes through pyg_edge.server.engine.GenerationQueue, as every
-KoboldAI, KoboldCpp and /v1/completions request does; the baseline turns prefix reuse off.
-Each mode runs in its own process, so its peak RSS (load included) is its own. Greedy
-decoding: both modes must generate the same text. Without --model or --demo it uses the
+KoboldAI, KoboldCpp and /v1/completions request does, with SillyTavern's budget as its
+room and its stop strings. Three modes: "no reuse" (serve --no-prefix-cache: every prompt
+read in full), "reuse" (the prefix planner alone, --smart-context 0) and "smart" (the
+default: cut deep, then match, pyg_edge.smart_context). Each mode runs in its own
+process, so its peak RSS (load included) is its own. Greedy decoding: "reuse" must
+generate the no-reuse text; "smart" reads less of a full chat, so each of its turns whose
+text the model read differs from the client's is checked against an uncached run of that
+text, after the replay. Without --model or --demo it uses the
 synthetic 2.7B checkpoint converted as `pyg-edge convert` does by default, with a prefill
 chunk of 1,024 (work/neo27-st-int8-chunk1024; bench_chat_turn.ensure_model), whose text is
 noise but timings real; there expect about 40 minutes on 2 cores, most of it the baseline.
@@ -25,6 +30,7 @@ import asyncio
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -41,13 +47,15 @@ from pyg_edge.model import PygModel
 from pyg_edge.prompt import Message
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.engine import GenerationQueue
+from pyg_edge.smart_context import DEFAULT_FRACTION
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the SillyTavern prompt builder the tests use
 from sillytavern_prompt import sillytavern_prompt  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-MODES = ("no reuse", "reuse")
+MODES = ("no reuse", "reuse", "smart")
+CHILD = {"no reuse": "plain", "reuse": "reuse", "smart": "smart"}
 
 
 def speeches(path: Path) -> list:
@@ -81,11 +89,12 @@ def common_length(a: list, b: list) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
-async def timed_request(queue, text: str, options) -> dict:
+async def timed_request(queue, text: str, options, response: int) -> dict:
     """One request as the server runs it; first token timed from the request's start."""
     cancel, stats, pieces = threading.Event(), GenerationStats(), []
     started, first = time.monotonic(), None
-    async for piece in queue.stream(text, options, cancel, stats):
+    room = queue.model.context_length - response  # SillyTavern's budget
+    async for piece in queue.stream(text, options, cancel, stats, room=room):
         first = first if first is not None else time.monotonic() - started
         pieces.append(piece)
     first = first if first is not None else time.monotonic() - started
@@ -93,27 +102,33 @@ async def timed_request(queue, text: str, options) -> dict:
             "read": stats.read_tokens, "text": "".join(pieces)}
 
 
-async def replay(model, args, reuse: bool) -> list:
+async def replay(model, args, mode: str) -> list:
     card = load_character(args.card)
     context, count = model.context_length, model.tokenizer.count
     response = args.response_tokens or 350 * context // 2048
-    options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(), stop=(),
-                              max_new_tokens=args.new_tokens)
-    queue = GenerationQueue(model, reuse_prefixes=reuse)
+    options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
+                              stop=("\nYou:", f"\n{card.name}:"), max_new_tokens=args.new_tokens)
+    queue = GenerationQueue(model, reuse_prefixes=mode != "plain",
+                            smart_context=args.smart_context if mode == "smart" else 0)
     chat = [Message(card.name, card.greeting)] if card.greeting else []
+    first_line = None
     rows, earlier = [], []
     try:
         for number, (user, reply) in enumerate(chat_script(args.turns, context, count), 1):
             chat.append(Message("You", user, is_user=True))
             text = sillytavern_prompt(card, chat, count, context, response)
+            first_line = first_line or chat[0].render() + "\n"
             labels = [str(number)] + ([f"{number} swipe"] if number % args.swipe_every == 0
                                       else [])
             ids = model.tokenizer.encode(text)
             shared = max((common_length(ids, e) for e in earlier), default=0)
             earlier.append(ids)
             for label in labels:
-                row = await timed_request(queue, text, options)
-                rows.append(row | {"turn": label, "shared": shared})
+                row = await timed_request(queue, text, options, response)
+                rows.append(row | {"turn": label, "shared": shared, "sent": len(ids),
+                                   "full": first_line not in text,
+                                   "read_text": queue.last.read if queue.last.read != text
+                                   else None})
                 shared = len(ids)  # a swipe shares all of it
             chat.append(Message(card.name, reply))
     finally:
@@ -126,14 +141,28 @@ def child(args) -> None:
     started = time.monotonic()
     model = PygModel(args.model, device=args.device, cpu_threads=args.threads)
     load = time.monotonic() - started
-    rows = asyncio.run(replay(model, args, args.child == "reuse"))
+    rows = asyncio.run(replay(model, args, args.child))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    check_uncached(model, rows, args.new_tokens, load_character(args.card).name)
     print(json.dumps({"rows": rows, "load": load, "device": model.device,
                       "compute_type": model.compute_type, "context": model.context_length,
-                      "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+                      "peak_rss": peak}))
+
+
+def check_uncached(model, rows: list, new_tokens: int, name: str) -> None:
+    """Each turn that read other text than the client sent, generated again uncached."""
+    options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
+                              max_new_tokens=new_tokens)
+    for row in rows:
+        text = row.pop("read_text")
+        if text is not None:
+            uncached = model.generate(text, options, stop=("\nYou:", f"\n{name}:"))
+            row["uncached_same"] = uncached == row["text"]
 
 
 def run_mode(args, mode: str) -> dict:
-    command = [sys.executable, __file__, "--child", "reuse" if mode == "reuse" else "plain",
+    command = [sys.executable, __file__, "--child", CHILD[mode],
+               "--smart-context", str(args.smart_context),
                "--model", str(args.model), "--card", str(args.card), "--device", args.device,
                "--turns", str(args.turns), "--new-tokens", str(args.new_tokens),
                "--threads", str(args.threads), "--swipe-every", str(args.swipe_every),
@@ -143,48 +172,76 @@ def run_mode(args, mode: str) -> dict:
 
 
 def report(args, results: dict) -> None:
-    first = results["reuse"][0]
+    first = results["smart"][0]
     context = first["context"]
     print(f"machine: {describe_machine()}")
     print(f"settings: {Path(args.model).name}, {first['device']} {first['compute_type']}, "
           f"threads {args.threads or 'auto'}, context {context}, SillyTavern context {context} "
           f"and response length {args.response_tokens or 350 * context // 2048}, card "
           f"{Path(args.card).name}, {args.turns} turns, a swipe every {args.swipe_every}, "
-          f"{args.new_tokens} new tokens (greedy), {args.runs} run(s) per mode, load "
-          f"{first['load']:.1f} s\n")
-    print("| turn | prompt tokens | shared with an earlier prompt | static prefix (reuse) "
-          "| tokens read (reuse) | first token s: no reuse | first token s: reuse |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"{args.new_tokens} new tokens (greedy), smart context {args.smart_context}, "
+          f"{args.runs} run(s) per mode, load {first['load']:.1f} s\n")
+    print("| turn | full | prompt tokens sent | shared with an earlier prompt | tokens read: "
+          "reuse | model's prompt: smart | tokens read: smart | first token s: no reuse | "
+          "reuse | smart |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    reuse = results["reuse"][0]["rows"]
     for i, row in enumerate(first["rows"]):
         times = {m: [r["rows"][i]["first"] for r in results[m]] for m in MODES}
-        print(f"| {row['turn']} | {row['prompt']} | {row['shared']} | {row['cached']} | "
-              f"{row['read']} | {spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} |")
+        print(f"| {row['turn']} | {'yes' if row['full'] else ''} | {row['sent']} | "
+              f"{row['shared']} | {reuse[i]['read']} | {row['prompt']} | {row['read']} | "
+              f"{spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} | "
+              f"{spread(times['smart'], 2)} |")
     rss = {m: spread([r["peak_rss"] / 1e9 for r in results[m]], 2) for m in MODES}
-    print(f"\npeak RSS GB: no reuse {rss['no reuse']}, reuse {rss['reuse']}")
-    summarize(results, context)
+    print("\npeak RSS GB: " + ", ".join(f"{m} {rss[m]}" for m in MODES))
+    summarize(results)
 
 
-def summarize(results: dict, context: int) -> None:
-    """The target: turns sharing >= 1,000 tokens (scaled to the context) answer in <= 3 s."""
-    threshold = 1000 * context // 2048
-    runs = results["reuse"]
-    rows = [i for i, r in enumerate(runs[0]["rows"]) if i and r["shared"] >= threshold]
-    met = [i for i in rows if max(run["rows"][i]["first"] for run in runs) <= 3.0]
-    print(f"turns after the first sharing >= {threshold} tokens with an earlier prompt: "
-          f"{len(rows)}; first token <= 3 s with reuse: {len(met)} of them")
-    differing = text_differences(results)
-    print("same generated text in every run and mode: "
+def median_first(results: dict, mode: str, i: int) -> float:
+    return statistics.median(run["rows"][i]["first"] for run in results[mode])
+
+
+def summarize(results: dict) -> None:
+    """The targets once the context is full, and the exactness checks."""
+    rows = results["smart"][0]["rows"]
+    full = [i for i, r in enumerate(rows) if r["full"]]
+    every = range(len(rows))
+    for mode in ("reuse", "smart"):
+        ratios = [median_first(results, mode, i) / median_first(results, "no reuse", i)
+                  for i in every]
+        if full:
+            mine = [median_first(results, mode, i) for i in full]
+            plain = [median_first(results, "no reuse", i) for i in full]
+            print(f"{mode}, the {len(full)} turns after the context is full: median first "
+                  f"token {statistics.median(mine):.2f} s = "
+                  f"{statistics.median(mine) / statistics.median(plain):.2f}x no reuse's "
+                  f"median (median of per-turn ratios "
+                  f"{statistics.median(ratios[i] for i in full):.2f}x); sum {sum(mine):.0f} s "
+                  f"against {sum(plain):.0f} s = {sum(mine) / sum(plain):.2f}x")
+        worst = max(every, key=lambda i: ratios[i])
+        total = sum(median_first(results, mode, i) for i in every)
+        plain_total = sum(median_first(results, "no reuse", i) for i in every)
+        print(f"{mode}: slowest turn against no reuse {ratios[worst]:.2f}x (turn "
+              f"{rows[worst]['turn']}); all turns {total:.0f} s against {plain_total:.0f} s")
+    differing = text_differences({m: results[m] for m in ("no reuse", "reuse")})
+    print("reuse: same generated text as no reuse: "
           + ("yes" if not differing else "NO: " + "; ".join(differing)))
+    checked = [(r["turn"], r["uncached_same"]) for run in results["smart"] for r in run["rows"]
+               if "uncached_same" in r]
+    wrong = [turn for turn, same in checked if not same]
+    print(f"smart: {len(checked)} turns read a shorter prompt than sent; greedy text equal "
+          f"to an uncached run of that prompt: "
+          + ("all" if not wrong else "NOT on turns " + ", ".join(wrong)))
 
 
 def text_differences(results: dict) -> list:
-    """Per turn whose text differs from the first reuse run's: where it starts to differ.
+    """Per turn whose text differs from the first no-reuse run's: where it starts to differ.
 
     Splitting the prompt elsewhere sums float32 attention in another order, which can flip
     a near-tie of greedy decoding (random weights have many); the turn tells which prompt
     to check.
     """
-    reference = results["reuse"][0]["rows"]
+    reference = results["no reuse"][0]["rows"]
     differing = {}
     for mode, runs in results.items():
         for run in runs:
@@ -202,20 +259,25 @@ def main():
     parser.add_argument("--demo", action="store_true", help="use the bundled demo model")
     parser.add_argument("--card", type=Path, default=DATA / "cards" / "TavernAI_Aqua.png")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--turns", type=int, default=32)
     parser.add_argument("--swipe-every", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--response-tokens", type=int, default=0,
                         help="SillyTavern's response length (default: 350 at 2,048, scaled)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--child", choices=("reuse", "plain"), help=argparse.SUPPRESS)
+    parser.add_argument("--smart-context", type=float, default=DEFAULT_FRACTION,
+                        help="the smart mode's fraction (serve --smart-context)")
+    parser.add_argument("--child", choices=tuple(CHILD.values()), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
     if args.model is None:
         args.model = demo_model() if args.demo else ensure_model(WORK / "neo27-st-int8-chunk1024")
-    results = {m: [run_mode(args, m) for _ in range(args.runs)] for m in MODES}
+    results = {m: [] for m in MODES}
+    for _ in range(args.runs):  # interleaved: each run has every mode
+        for mode in MODES:
+            results[mode].append(run_mode(args, mode))
     report(args, results)
 
 

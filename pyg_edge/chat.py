@@ -16,6 +16,7 @@ from pyg_edge.errors import ChatFileError
 from pyg_edge.prompt import Message, Prompt, build_prompt
 from pyg_edge.replies import check_reply_count
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.smart_context import DEFAULT_FRACTION, history_budget
 
 # Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
 # turn) so that the next turns stay fast.
@@ -33,18 +34,23 @@ class ChatSession:
       replies: Replies sampled per turn (PygModel.stream_replies): the first is shown, the
         others are kept, and regenerate() shows one of them at once instead of generating.
         1 (the default) keeps none.
+      smart_context: The share of the history room kept when the history outgrows the
+        context, as the server's smart context keeps it (pyg_edge.smart_context).
     """
 
     def __init__(self, model, character: Character, options: SamplingOptions | None = None,
-                 history: list | None = None, replies: int = 1):
+                 history: list | None = None, replies: int = 1,
+                 smart_context: float = DEFAULT_FRACTION):
         self.model = model
         self.character = character
         self.options = options or SamplingOptions()
         self.replies = check_reply_count(replies)
         self._spares = []  # other replies to the context in _spares_for, not yet shown
         self._spares_for = None
+        self.smart_context = smart_context
         self._first = 0  # history before this index is left out of prompts
         self._frozen = 0  # messages from _first on that belong to the cached prefix
+        self._cut = False  # whether the history was ever cut deep
         if history is not None:
             self.history = list(history)
         else:
@@ -106,28 +112,47 @@ class ChatSession:
         """The prompt that the next reply is generated from.
 
         Its static prefix (persona, examples and a frozen block of older messages) stays
-        the same for several turns, so the model reuses its cached state: history is
-        trimmed in large steps, and the frozen block only moves on once the uncached tail
-        grows past UNCACHED_TAIL_TOKENS.
+        the same for several turns, so the model reuses its cached state. While the chat
+        grows, the frozen block moves on once the uncached tail grows past
+        UNCACHED_TAIL_TOKENS. Once the history outgrows the context it is cut deep, as
+        the server's smart context cuts a full chat: the newest smart_context share of the
+        history room is kept and frozen, and stays so until the history outgrows the
+        context again (the tail then reads only the turns since the cut).
         """
         self._first = min(self._first, len(self.history))
         self._frozen = min(self._frozen, len(self.history) - self._first)
+        count = self.model.tokenizer.count
         prompt = self._build()
         if prompt.dropped_messages > self._first:
-            self._first = self._build(slack=self.model.context_length // 4).dropped_messages
-            self._frozen = 0
+            self._cut_deep(count)
             prompt = self._build()
-        count = self.model.tokenizer.count
-        if prompt.token_count - count(prompt.static_prefix) > UNCACHED_TAIL_TOKENS:
+        if prompt.token_count - count(prompt.static_prefix) > self._tail_limit():
             self._frozen = len(self.history) - self._first
             prompt = self._build()
         return prompt
 
-    def _build(self, slack: int = 0) -> Prompt:
+    def _cut_deep(self, count) -> None:
+        """Leaves out all but the newest smart_context share of the history room, frozen."""
+        self._frozen = 0
+        room = self.model.context_length - self.options.max_new_tokens
+        head = count(self._build(first=len(self.history)).text)  # card and reply turn
+        keep = history_budget(room, head, self.smart_context or 0.75)
+        self._first = self._build(slack=room - head - keep).dropped_messages
+        self._frozen = len(self.history) - self._first
+        self._cut = bool(self.smart_context)
+
+    def _tail_limit(self) -> int:
+        """Tokens after the frozen block before it moves on (a pass over it all)."""
+        if not self._cut:
+            return UNCACHED_TAIL_TOKENS
+        return self.model.prefill_chunk or self.model.context_length
+
+    def _build(self, slack: int = 0, first: int | None = None) -> Prompt:
         return build_prompt(
             self.character, self.history, None, self.model.tokenizer.count,
             self.model.context_length - slack, self.options.max_new_tokens,
-            first_message=self._first, static_messages=self._frozen,
+            first_message=self._first if first is None else first,
+            static_messages=self._frozen,
         )
 
     def save(self, path) -> None:

@@ -17,6 +17,7 @@ from pyg_edge.model import DEVICES, PygModel, read_metadata
 from pyg_edge.prompt import build_prompt
 from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.smart_context import DEFAULT_FRACTION
 from pyg_edge.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
 
@@ -177,11 +178,16 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
                    "e.g. https://lite.koboldai.net for KoboldAI Lite's website. Off by default.")
 @click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
               help="Reuse the prompt prefix of earlier API requests (a chat's history); "
-                   "--no-prefix-cache saves the memory of two cached prompts (about 2 x 1.1 "
-                   "GB at 1,700 tokens for Pygmalion 2.7B) and reads every prompt in full.")
+                   "--no-prefix-cache saves the memory of a cached prompt (about 1.1 GB at "
+                   "1,700 tokens for Pygmalion 2.7B) and reads every prompt in full.")
+@click.option("--smart-context", type=click.FloatRange(0, 1, max_open=True),
+              default=DEFAULT_FRACTION, show_default=True, metavar="FRACTION",
+              help="Once a chat fills the frontend's context, keep its card and this share of "
+                   "its newest history, so the next turns read only what is new; 0 turns it "
+                   "off (every turn re-reads the whole prompt).")
 @model_options
 def serve(model_path, host, port, api_key, max_length, replies, cors_origins, prefix_cache,
-          device, compute_type, threads):
+          smart_context, device, compute_type, threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
@@ -199,7 +205,8 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, pr
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, host, port, api_key, max_length, replies, cors_origins,
-                   prefix_cache, device=device, compute_type=compute_type, cpu_threads=threads)
+                   prefix_cache, smart_context, device=device, compute_type=compute_type,
+                   cpu_threads=threads)
 
 
 def _demo_model():

@@ -25,7 +25,9 @@ from pyg_edge.tokenizer import TextTokenizer
 logger = logging.getLogger("pyg_edge")
 
 # Each cached prefix of a 1,400-token prompt holds ~0.9 GB at the 2.7B shape (DESIGN.md 3).
-MAX_CACHED_PREFIXES = 2
+# One is enough: smart context keeps a full chat's prefix stable, a growing chat's next
+# prefix replaces the last, and emptying the cache (a reload) takes 1.4-2.7 s there.
+MAX_CACHED_PREFIXES = 1
 # Prompt passes at least this long are announced to on_long_prompt.
 LONG_PROMPT_TOKENS = 256
 # CTranslate2's "no seed" value: threads seed themselves from std::random_device.
@@ -258,21 +260,11 @@ class PygModel:
                         cache_prefix=exact == cut or tuple(static_ids) in self._cached_prefixes)
 
     def _static_cut(self, ids: list, text: str, static: str) -> int:
-        """Where the static prefix ends in ids, at a token boundary of the whole text.
-
-        Cutting the token list of the whole text (never tokenizing the parts apart) keeps
-        the model input identical to an uncached run.
-        """
+        """Where the static prefix ends in ids, at a token boundary of the whole text."""
         if not static or not text.startswith(static):
             return 0
-        decoded, cut = b"", 0
-        limit = len(static.encode("utf-8"))
-        for i, token_id in enumerate(ids):
-            decoded += self.tokenizer.token_bytes(token_id)
-            if len(decoded) > limit:
-                break
-            cut = i + 1
-        return min(cut, len(ids) - 1)  # CTranslate2 needs at least one token after the prefix
+        # CTranslate2 needs at least one token after the prefix
+        return min(self.tokenizer.prefix_length(ids, static), len(ids) - 1)
 
     def _stream_ids(self, request, stop_filter, cancel, stats, started):
         decoder = self.tokenizer.stream_decoder()
@@ -385,6 +377,7 @@ class PygModel:
         """
         banned = [b for b in request.options.banned if not any(s in b for s in request.stops)]
         variants = {tuple(self.tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
+        variants |= {(i,) for i in request.options.banned_ids}
         return [self.tokenizer.tokens(list(v)) for v in variants if v]
 
 

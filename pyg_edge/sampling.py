@@ -21,6 +21,7 @@ class SamplingOptions:
       seed: Seeds sampling for repeatable output; None for a different reply each time.
       stop: Strings that end the reply (not included in it).
       banned: Strings the model may not write.
+      banned_ids: Token ids the model may not write (a client's token bans).
     """
 
     temperature: float = 0.5
@@ -33,6 +34,7 @@ class SamplingOptions:
     seed: int | None = None
     stop: tuple = ()
     banned: tuple = field(default=DEFAULT_BANNED)
+    banned_ids: tuple = ()
 
     def __post_init__(self):
         checks = [

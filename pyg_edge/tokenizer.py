@@ -70,6 +70,20 @@ class TextTokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes[token_id]
 
+    def prefix_length(self, ids: list, prefix: str) -> int:
+        """How many leading ids spell at most prefix (ids encode a text starting with it).
+
+        Cutting the token list of the whole text (never tokenizing the parts apart) keeps
+        the model input identical to an uncached run.
+        """
+        decoded, cut, limit = 0, 0, len(prefix.encode("utf-8"))
+        for i, token_id in enumerate(ids):
+            decoded += len(self._bytes[token_id])
+            if decoded > limit:
+                break
+            cut = i + 1
+        return cut
+
     def tokens(self, ids: list) -> list:
         return [self.vocabulary[i] for i in ids]
 

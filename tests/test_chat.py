@@ -135,7 +135,8 @@ def test_the_cached_prefix_stays_put_until_the_tail_grows(tiny_model, monkeypatc
         prompt = session.prompt()
         assert prompt.text.startswith(prompt.static_prefix)
         count = tiny_model.tokenizer.count
-        assert prompt.token_count - count(prompt.static_prefix) <= 60 + 15
+        if prompt.dropped_messages == 0:  # after a cut, the block waits for the next cut
+            assert prompt.token_count - count(prompt.static_prefix) <= 60 + 15
         prefixes.append(prompt.static_prefix)
         session.history.append(Message("Aqua", f"Answer {i}."))
     changes = sum(a != b for a, b in itertools.pairwise(prefixes))
@@ -149,8 +150,9 @@ def test_history_is_trimmed_in_large_steps(tiny_model):
     assert first.dropped_messages > 0 and first.token_count <= 256 - 30
     session.history.append(Message("You", "One more?", True))
     second = session.prompt()
-    # The first trim left room (a quarter of the context), so no message was dropped now.
+    # The first trim kept about half of the history room, so no message was dropped now.
     assert second.dropped_messages == first.dropped_messages
+    assert second.static_prefix == first.static_prefix
     assert first.token_count <= 256 - 30 - 256 // 4 + 10
 
 
@@ -229,3 +231,33 @@ def test_a_bad_number_of_replies_is_refused(tiny_model, replies):
     with pytest.raises(ValueError, match="expected a whole number from 1 to"):
         session.send("Hello!", replies=replies)
     assert session.history == [Message("Aqua", "Are you new here?")]  # nothing half-done
+
+
+def full_chat_prompts(model, fraction: float, turns: int = 12) -> list:
+    session = ChatSession(model, AQUA, SamplingOptions(max_new_tokens=30),
+                          smart_context=fraction)
+    long_chat(session, 20)
+    prompts = []
+    for i in range(turns):
+        session.history.append(Message("You", f"Question {i}?", True))
+        prompts.append(session.prompt())
+        session.history.append(Message("Aqua", f"Answer {i}."))
+    return prompts
+
+
+def test_a_full_chat_is_cut_deep_and_its_block_stays_frozen_until_the_next_cut(tiny_model):
+    """ChatSession keeps a full chat as the server's smart context keeps it."""
+    prompts = full_chat_prompts(tiny_model, 0.5)
+    assert all(p.token_count <= 256 - 30 and p.text.startswith(p.static_prefix)
+               for p in prompts)
+    blocks = [p.static_prefix for p in prompts]
+    assert 2 <= len(set(blocks)) <= 5  # cut again now and then, frozen in between
+    for before, after in itertools.pairwise(prompts):
+        if after.static_prefix == before.static_prefix:  # a turn read only the new lines
+            assert after.text.startswith(before.text.removesuffix("Aqua:"))
+
+
+def test_the_smart_context_share_sets_how_much_history_a_cut_keeps(tiny_model):
+    kept = {f: full_chat_prompts(tiny_model, f, turns=1)[0].dropped_messages
+            for f in (0.25, 0.5, 0.75)}
+    assert kept[0.25] > kept[0.5] > kept[0.75]  # more dropped, less kept

@@ -244,8 +244,23 @@ def test_serve_can_turn_the_prefix_cache_off(monkeypatch, tiny_model):
     monkeypatch.setattr(pyg_edge.server, "serve", lambda *args, **kw: served.append(args))
     result = CliRunner().invoke(main, ["serve", str(tiny_model.path), "--no-prefix-cache"])
     assert result.exit_code == 0, result.output
-    assert served[0][-1] is False
+    assert served[0][-2] is False
     for reuse in (False, True):
         queue = create_app(tiny_model, reuse_prefixes=reuse)[QUEUE]
         assert (queue.prefixes is not None) == reuse
+        assert queue.smart.fraction == (0.5 if reuse else 0)  # no smart context uncached
         queue.close()
+
+
+def test_serve_takes_the_smart_context_fraction(monkeypatch, tiny_model):
+    served = []
+    monkeypatch.setattr(pyg_edge.server, "serve", lambda *args, **kw: served.append(args))
+    runner = CliRunner()
+    assert runner.invoke(main, ["serve", str(tiny_model.path)]).exit_code == 0
+    assert runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "0.3"]
+                         ).exit_code == 0
+    assert runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "0"]
+                         ).exit_code == 0
+    assert [args[-1] for args in served] == [0.5, 0.3, 0.0]
+    refused = runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "1"])
+    assert refused.exit_code != 0 and "smart-context" in refused.output

@@ -134,7 +134,9 @@ def test_openai_chat_completions_use_the_pygmalion_format(server):
 def error_message(path, reply):
     """The message of an error body in the shape the API of path uses."""
     if path.startswith("/api/") and not path.startswith("/api/pyg-edge/"):
-        assert set(reply) == {"detail"} and reply["detail"]["type"]
+        # KoboldAI's detail, and error.message beside it for SillyTavern's stream reader.
+        assert set(reply) == {"detail", "error"} and reply["detail"]["type"]
+        assert reply["error"]["message"] == reply["detail"]["msg"]
         return reply["detail"]["msg"]
     assert set(reply) == {"error"} and reply["error"]["type"]
     return reply["error"]["message"]

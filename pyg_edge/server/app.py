@@ -13,6 +13,7 @@ from pyg_edge.server.common import MODEL, QUEUE, SETTINGS
 from pyg_edge.server.cors import add_allow_origin, answer_preflight, check_origins
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.middleware import errors_as_json, require_key
+from pyg_edge.smart_context import DEFAULT_FRACTION
 
 logger = logging.getLogger("pyg_edge")
 
@@ -21,7 +22,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is ref
 
 def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
                defaults: SamplingOptions = None, replies: int = 1,
-               cors_origins=(), reuse_prefixes: bool = True) -> web.Application:
+               cors_origins=(), reuse_prefixes: bool = True,
+               smart_context: float = DEFAULT_FRACTION) -> web.Application:
     """Builds the server around a loaded model.
 
     Args:
@@ -34,7 +36,9 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
       cors_origins: Origins whose browser pages may call the API ("*": any); none by
         default (pyg_edge.server.cors).
       reuse_prefixes: Cache raw prompts' prefixes across requests (pyg_edge.prefix_reuse);
-        False saves up to two prompts' key/value caches of memory.
+        False saves the memory of a cached prompt and reads every prompt in full.
+      smart_context: The share of the history that a chat whose context is full keeps
+        in front of the model (pyg_edge.smart_context); 0 reads what the client sends.
 
     Raises:
       ValueError: a CORS origin is not one.
@@ -43,7 +47,7 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
                           client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(add_allow_origin)
     app[MODEL] = model
-    app[QUEUE] = GenerationQueue(model, reuse_prefixes)
+    app[QUEUE] = GenerationQueue(model, reuse_prefixes, smart_context)
     app[SETTINGS] = {"api_key": api_key, "max_length": max_length,
                      "defaults": defaults or SamplingOptions(), "replies": replies,
                      "cors_origins": check_origins(cors_origins),
@@ -60,7 +64,7 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
 
 def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: str = "",
           max_length: int = 512, replies: int = 1, cors_origins=(), reuse_prefixes: bool = True,
-          **model_options) -> None:
+          smart_context: float = DEFAULT_FRACTION, **model_options) -> None:
     """Loads a model and serves it until interrupted."""
     if not _is_loopback(host) and not api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it", host)
@@ -69,7 +73,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 5001, api_key: s
                        "without an API key)")
     with PygModel(model_path, **model_options) as model:
         app = create_app(model, api_key, max_length, replies=replies, cors_origins=cors_origins,
-                         reuse_prefixes=reuse_prefixes)
+                         reuse_prefixes=reuse_prefixes, smart_context=smart_context)
         web.run_app(app, host=host, port=port)
 
 

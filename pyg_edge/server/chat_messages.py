@@ -7,10 +7,17 @@ and no character field, so the character's name is read from the system text
 one. Example messages (system messages named example_user / example_assistant, as
 SillyTavern sends them) become example dialogue, and the reply stops at a line by the
 user under any name the client gives them, so it never runs on into other speakers.
+
+SillyTavern's Continue and Impersonate end the messages with a system instruction (its
+`continue_nudge_prompt`, which quotes the last message, and `impersonation_prompt`, "Write
+your next reply from the point of view of {{user}}..."). A Pygmalion model cannot follow
+instructions, so both are done in the prompt instead: Continue ends it inside the
+character's last line (the reply is what follows it, with no new turn), Impersonate opens
+a "You:" line (the reply stops at the character's turn).
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyg_edge.characters import USER, Character, fill_placeholders
 from pyg_edge.errors import PromptTooLongError
@@ -26,6 +33,8 @@ _USER_PATTERN = re.compile(rf"\bbetween {_NAME} and {_NAME}[.,\n]")
 _SPEAKER_LINE = re.compile(r"^([^\s:<>\[\]{}][^:\n<>\[\]{}]{0,39}):", re.MULTILINE)
 # SillyTavern's markers between prompt parts ("[Start a new Chat]", "[Example Chat]").
 _MARKER = re.compile(r"^\[(start a new (group )?chat|example chat)[^\]]*\]$", re.IGNORECASE)
+_IMPERSONATE = re.compile(r"\bnext reply from the point of view of\b", re.IGNORECASE)
+REPLY, CONTINUE, IMPERSONATE = "reply", "continue", "impersonate"
 
 
 @dataclass(frozen=True)
@@ -37,12 +46,15 @@ class ChatParts:
       history: Earlier Messages, oldest first.
       message: The user's new message, or None when the chat ends with the character.
       stop: Extra stop strings: lines by the user under their own name, and by others.
+      kind: REPLY (the character's next message), CONTINUE (more of its last message)
+        or IMPERSONATE (the user's next message).
     """
 
     character: Character
     history: list
     message: str | None
     stop: tuple
+    kind: str = REPLY
 
 
 def chat_parts(body: dict) -> ChatParts:
@@ -52,6 +64,9 @@ def chat_parts(body: dict) -> ChatParts:
       BadRequest: messages is missing, empty, or has a message without role or text.
     """
     messages = [_checked(i, m) for i, m in enumerate(_message_list(body))]
+    kind = _kind(messages)
+    if kind != REPLY:
+        messages = messages[:-1]  # the instruction is carried out in the prompt instead
     system = "\n".join(text for role, name, text in messages if role == "system" and not name)
     name = _character_name(body, messages, system)
     texts = [(role, who, fill_placeholders(text, name)) for role, who, text in messages]
@@ -62,7 +77,23 @@ def chat_parts(body: dict) -> ChatParts:
                for r, who, t in texts if r != "system"]
     message = history.pop().text if history and history[-1].is_user else None
     character = Character(name, persona=persona, example_dialogue=_examples(texts, name))
-    return ChatParts(character, history, message, _extra_stops(body, system, texts, name))
+    return ChatParts(character, history, message, _extra_stops(body, system, texts, name),
+                     kind)
+
+
+def _kind(messages: list) -> str:
+    """What a chat ending in a system instruction asks for (SillyTavern's Continue and
+    Impersonate), else REPLY."""
+    role, name, text = messages[-1]
+    if role != "system" or name:
+        return REPLY
+    said = [t for r, _, t in messages[:-1] if r != "system"]
+    last_role = next((r for r, _, _ in reversed(messages[:-1]) if r != "system"), None)
+    if last_role == "assistant" and said and said[-1] and said[-1] in text:
+        return CONTINUE  # the nudge quotes the message to continue
+    if _IMPERSONATE.search(text):
+        return IMPERSONATE
+    return REPLY
 
 
 def _message_list(body: dict) -> list:
@@ -124,6 +155,23 @@ def _extra_stops(body: dict, system: str, texts: list, name: str) -> tuple:
 
 def fit_chat(parts: ChatParts, count_tokens, encode, decode, context: int,
              max_new_tokens: int, notes: Notes) -> Prompt:
+    """The prompt for what parts ask (a reply, a continuation or an impersonation)."""
+    if parts.kind == CONTINUE:
+        last = parts.history[-1].text
+        reserve = count_tokens(f" {last}")
+        prompt = _fit(replace(parts, history=parts.history[:-1]), count_tokens, encode,
+                      decode, context, max_new_tokens + reserve, notes)
+        return replace(prompt, text=f"{prompt.text} {last}", token_count=prompt.token_count
+                       + reserve)
+    prompt = _fit(parts, count_tokens, encode, decode, context, max_new_tokens, notes)
+    if parts.kind == IMPERSONATE:
+        opened = prompt.text.rfind(f"{parts.character.name}:")
+        return replace(prompt, text=prompt.text[:opened] + f"{USER}:")
+    return prompt
+
+
+def _fit(parts: ChatParts, count_tokens, encode, decode, context: int,
+         max_new_tokens: int, notes: Notes) -> Prompt:
     """build_prompt, shortening the persona (then the message) when even they do not fit."""
     character, message = parts.character, parts.message
     for _ in range(4):  # persona cut, cut again after a merge at its end, message cut

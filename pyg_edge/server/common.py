@@ -71,28 +71,28 @@ async def _cancel_on_disconnect(request, cancel: threading.Event):
         watcher.cancel()
 
 
-async def generate(request, prompt, options, key="", n=1, others=None) -> tuple:
+async def generate(request, prompt, options, key="", n=1, others=None, room=None) -> tuple:
     """Runs one generation to its end; returns (text, GenerationStats).
 
-    With n > 1 the text is the first reply's; others receives the rest (see
-    GenerationQueue.stream).
+    With n > 1 the text is the first reply's; others receives the rest; room is the
+    client's prompt budget (see GenerationQueue.stream).
     """
     cancel, stats, pieces = threading.Event(), GenerationStats(), []
     async with _cancel_on_disconnect(request, cancel):
         async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
-                                                     n, others):
+                                                     n, others, room=room):
             pieces.append(piece)
     return "".join(pieces), stats
 
 
 async def stream_sse(request, prompt, options, event, key="", done=None, name=None, n=1,
-                     others=None, notice=None):
+                     others=None, notice=None, room=None):
     """Streams a generation as server-sent events: event(piece) per piece, then done(stats).
 
     name, when given, goes on every event's `event:` line (KoboldCpp's "message"). With
     n > 1 the pieces are the first reply's, and others holds the rest by the time done
     is called (see GenerationQueue.stream). notice, when given, turns a PromptNotice
-    (before a long prompt pass) into an event of its own.
+    (before a long prompt pass) into an event of its own. room: as for generate.
     """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
@@ -101,7 +101,7 @@ async def stream_sse(request, prompt, options, event, key="", done=None, name=No
     try:
         async with _cancel_on_disconnect(request, cancel):
             async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
-                                                         n, others, notice is not None):
+                                                         n, others, notice is not None, room):
                 data = event(piece) if isinstance(piece, str) else notice(piece)
                 await response.write(sse(data, name))
             for line in done(stats) if done else ():

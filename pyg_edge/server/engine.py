@@ -11,10 +11,12 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pyg_edge.generation_stats import GenerationStats
 from pyg_edge.prefix_reuse import PrefixPlanner
+from pyg_edge.prompt import Prompt
+from pyg_edge.smart_context import DEFAULT_FRACTION, SmartContext, speakers_from_stops
 
 _DONE = object()
 
@@ -43,6 +45,7 @@ class GenerationRecord:
       stats: Its figures, filled in when it ends.
       running: Whether it is still generating.
       ended_at: time.time() when it ended.
+      read: The prompt text the model read (smart context may keep less than was sent).
     """
 
     key: str = ""
@@ -51,6 +54,7 @@ class GenerationRecord:
     stats: GenerationStats = field(default_factory=GenerationStats)
     running: bool = False
     ended_at: float = 0.0
+    read: str = ""
 
     @property
     def text(self) -> str:
@@ -64,12 +68,18 @@ class GenerationQueue:
       model: A PygModel.
       reuse_prefixes: Give raw-text prompts a static prefix that CTranslate2 caches
         across requests (pyg_edge.prefix_reuse), so a chat's turns skip what they share.
+      smart_context: With reuse_prefixes, the share of the history a chat whose context
+        is full keeps (pyg_edge.smart_context); 0 sends every prompt as it is.
     """
 
-    def __init__(self, model, reuse_prefixes: bool = True):
+    def __init__(self, model, reuse_prefixes: bool = True,
+                 smart_context: float = DEFAULT_FRACTION):
         self.model = model
         self.prefixes = (PrefixPlanner(model.context_length, model.prefill_chunk)
                          if reuse_prefixes else None)
+        chunk = model.prefill_chunk
+        self.smart = SmartContext(model.tokenizer.count, smart_context if reuse_prefixes else 0,
+                                  max_dynamic=chunk + 1 if chunk else None)
         self._turn = asyncio.Lock()  # asyncio.Lock wakes its waiters in FIFO order
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pyg-edge-gen")
         self._active: dict = {}  # cancel Event -> the client's key (KoboldCpp's genkey)
@@ -80,7 +90,8 @@ class GenerationQueue:
 
     async def stream(self, prompt, options, cancel: threading.Event,
                      stats: GenerationStats, key: str = "", n: int = 1,
-                     others: list | None = None, notices: bool = False) -> AsyncIterator:
+                     others: list | None = None, notices: bool = False,
+                     room: int | None = None) -> AsyncIterator:
         """Yields the text pieces of one generation once its turn comes.
 
         Args:
@@ -94,6 +105,8 @@ class GenerationQueue:
             they end.
           notices: Also yield a PromptNotice before a long prompt pass (the model's
             on_long_prompt: as many uncached tokens as the CLI chat announces).
+          room: The client's budget for the prompt (its context less max_new_tokens),
+            which tells smart context when the chat is full; None: the model's context.
         """
         self._active[cancel] = key
         try:
@@ -105,7 +118,7 @@ class GenerationQueue:
                 self.last = record = GenerationRecord(key, options.seed, running=True)
                 try:
                     async for piece in self._generate(prompt, options, cancel, stats, n,
-                                                      others, notices):
+                                                      others, notices, room):
                         if isinstance(piece, str):
                             record.pieces.append(piece)
                         yield piece
@@ -139,7 +152,7 @@ class GenerationQueue:
         self._worker.shutdown(wait=True)
 
     async def _generate(self, prompt, options, cancel, stats, n=1, others=None,
-                        notices=False) -> AsyncIterator:
+                        notices=False, room=None) -> AsyncIterator:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
@@ -149,13 +162,14 @@ class GenerationQueue:
         def work():
             replies = None
             try:
-                cut = self.prefixes.stream_kwargs(self.model, prompt) if self.prefixes else {}
+                read, cut = self._plan(prompt, options, room)
+                self.last.read = read.text if isinstance(read, Prompt) else read
                 with self._notices_to(put) if notices else contextlib.nullcontext():
                     if n > 1:
-                        pieces = replies = self.model.stream_replies(prompt, n, options,
+                        pieces = replies = self.model.stream_replies(read, n, options,
                                                                      cancel=cancel, **cut)
                     else:
-                        pieces = self.model.stream(prompt, options, cancel=cancel, **cut)
+                        pieces = self.model.stream(read, options, cancel=cancel, **cut)
                     for piece in pieces:
                         put(piece)
             except Exception as error:  # noqa: BLE001  handed to the request that asked
@@ -181,6 +195,25 @@ class GenerationQueue:
             cancel.set()  # a no-op after a normal end; stops the worker otherwise
             await task
 
+    def _plan(self, prompt, options, room) -> tuple:
+        """(What the model reads of prompt, its stream arguments): smart context, then the
+        prefix planner for a raw prompt that smart context leaves as it is."""
+        if self.prefixes is None:
+            return prompt, {}
+        chat = isinstance(prompt, Prompt)
+        text = prompt.text if chat else prompt
+        stops = options.stop + (prompt.stop_strings if chat else ())
+        room = room or self.model.context_length - options.max_new_tokens
+        fitted = self.smart.fit(text, room, _speakers(stops, text))
+        if not fitted.static_chars:
+            return prompt, ({} if chat else self.prefixes.stream_kwargs(self.model, text))
+        static = fitted.text[:fitted.static_chars]
+        if chat:
+            return replace(prompt, text=fitted.text, static_prefix=static,
+                           token_count=self.model.tokenizer.count(fitted.text)), {}
+        ids = self.model.tokenizer.encode(fitted.text)
+        return fitted.text, {"static_tokens": self.model.tokenizer.prefix_length(ids, static)}
+
     @contextlib.contextmanager
     def _notices_to(self, put):
         """Meanwhile, the model's long-prompt announcements also go to put as PromptNotice.
@@ -199,3 +232,15 @@ class GenerationQueue:
             yield
         finally:
             self.model.on_long_prompt = before
+
+
+def _speakers(stops, text: str) -> tuple:
+    """Who starts message lines: the stop strings' speakers and the prompt's open turn.
+
+    Fewer than two names (a client that sends no stop strings) says too little: then any
+    "Name:" line starts a message.
+    """
+    last = text[text.rfind("\n") + 1:]
+    opened = (last.split(":")[0],) if last.rstrip().endswith(":") else ()
+    names = tuple(dict.fromkeys(speakers_from_stops(stops) + opened))
+    return names if len(names) >= 2 else ()

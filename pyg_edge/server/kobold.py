@@ -8,6 +8,7 @@ rep_pen_range is ignored too: CTranslate2 penalises every earlier token.
 from aiohttp import web
 
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import MODEL, SETTINGS, fitted_prompt, generate, json_body, limits
 from pyg_edge.server.options import (
     Completion,
@@ -19,6 +20,10 @@ from pyg_edge.server.options import (
 from pyg_edge.server.params import Notes, field, first_field, string_list
 
 API_VERSION = "1.2.5"  # >= 1.2.2 makes frontends send stop_sequence
+# text-generation-webui's legacy API posts its own body to the same /api/v1/generate
+# (SillyTavern's "Legacy API" box): its names for the length, context and stops too.
+_MAX_LENGTH = ("max_length", "max_new_tokens", "max_tokens")
+_CONTEXT = ("max_context_length", "truncation_length")
 routes = web.RouteTableDef()
 _PREFIXES = ("/api/v1", "/api/latest")  # KoboldCpp answers both
 
@@ -30,18 +35,19 @@ def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Com
       BadRequest: a field has the wrong type, or the prompt is missing.
     """
     notes = Notes()
-    context = fit_context(field(body, "max_context_length", int), limits, notes,
+    context = fit_context(first_field(body, _CONTEXT, int), limits, notes,
                           "max_context_length")
     options = sampling_options(
         defaults, limits, context, notes,
-        max_new_tokens=field(body, "max_length", int),
+        max_new_tokens=first_field(body, _MAX_LENGTH, int),
         temperature=field(body, "temperature", float),
         top_k=field(body, "top_k", int),
         top_p=field(body, "top_p", float),
         repetition_penalty=first_field(body, ("rep_pen", "repetition_penalty"), float),
-        seed=field(body, "sampler_seed", int),  # -1 or absent: random, as in KoboldAI
-        stop=string_list(body, "stop_sequence"),
+        seed=first_field(body, ("sampler_seed", "seed"), int),  # -1 or absent: random
+        stop=string_list(body, "stop_sequence") + string_list(body, "stopping_strings"),
     )
+    options = apply_client_settings(body, options, limits.vocab_size, notes)
     return Completion(
         prompt=field(body, "prompt", str, required=True),
         options=options,
@@ -101,12 +107,20 @@ async def soft_prompt(request):
 
 async def generate_text(request):
     completion, prompt = parsed_generate(request, await json_body(request))
-    text, stats = await generate(request, prompt, completion.options, completion.key)
+    text, stats = await generate(request, prompt, completion.options, completion.key,
+                                 room=completion.room)
     reply = {"results": [{"text": text, "finish_reason": stats.finish_reason}]}
     if completion.notes:
         reply["warnings"] = list(completion.notes)
     return web.json_response(reply)
 
 
+async def legacy_token_count(request):
+    """text-generation-webui's legacy token count: {prompt} -> {results: [{tokens}]}."""
+    text = field(await json_body(request), "prompt", str, required=True)
+    return web.json_response({"results": [{"tokens": request.app[MODEL].tokenizer.count(text)}]})
+
+
 for _prefix in _PREFIXES:
     routes.post(_prefix + "/generate")(generate_text)
+    routes.post(_prefix + "/token-count")(legacy_token_count)

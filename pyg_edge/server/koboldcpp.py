@@ -10,6 +10,7 @@ import time
 from aiohttp import web
 
 from pyg_edge import __version__
+from pyg_edge.server.client_settings import ignored_settings
 from pyg_edge.server.common import MODEL, QUEUE, SETTINGS, json_body, stream_sse
 from pyg_edge.server.kobold import parsed_generate
 from pyg_edge.server.params import field
@@ -46,7 +47,7 @@ async def stream(request):
         request, prompt, completion.options,
         lambda piece: {"token": piece, "finish_reason": None}, completion.key,
         done=lambda stats: [{"token": "", "finish_reason": _finish(stats.finish_reason)}],
-        name="message")  # Lite reads only events named "message"
+        name="message", room=completion.room)  # Lite reads only events named "message"
 
 
 def _finish(reason: str) -> str:
@@ -102,4 +103,13 @@ async def perf(request):
         "stop_reason": _STOP_REASONS.get(stats.finish_reason, -1) if queue.generations else -1,
         "finish_reason": stats.finish_reason if queue.generations else "",
         "idle": 0 if record.running else 1, "uptime": round(now - queue.started_at, 1),
-        "idletime": round(now - (record.ended_at or queue.started_at), 1), "quiet": False})
+        "idletime": round(now - (record.ended_at or queue.started_at), 1), "quiet": False,
+        "smart_context": _smart_context(queue), "ignored_settings": ignored_settings()})
+
+
+def _smart_context(queue) -> dict:
+    """pyg-edge's own: the latest change of what the model sees of a full chat."""
+    latest = queue.smart.last
+    return ({"fraction": queue.smart.fraction, "event": latest.event,
+             "kept_tokens": latest.kept_tokens, "history_tokens": latest.history_tokens}
+            if latest else {"fraction": queue.smart.fraction, "event": ""})

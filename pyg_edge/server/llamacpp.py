@@ -84,8 +84,9 @@ async def completion(request):
     if field(body, "stream", bool, False):
         return await stream_sse(request, prompt, parsed.options,
                                 lambda piece: {"content": piece, "stop": False},
-                                done=lambda stats: [_final(request, "", stats, parsed)])
-    text, stats = await generate(request, prompt, parsed.options)
+                                done=lambda stats: [_final(request, "", stats, parsed)],
+                                room=parsed.room)
+    text, stats = await generate(request, prompt, parsed.options, room=parsed.room)
     return web.json_response(_final(request, text, stats, parsed))
 
 

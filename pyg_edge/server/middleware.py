@@ -15,6 +15,10 @@ from pyg_edge.server.params import BadRequest
 _KOBOLD_TYPES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                  413: "payload_too_large"}
 _OPEN_PATHS = ("/",)  # the web chat page asks for the key itself
+_NO_KEY = "missing or wrong API key (send Authorization: Bearer KEY)"
+# SillyTavern's KoboldAI Classic connection sends no key at all.
+_KOBOLD_CLASSIC = ("; SillyTavern's KoboldAI Classic connection cannot send one: connect "
+                   "with Text Completion, type KoboldCpp, and enter the key there")
 
 
 @web.middleware
@@ -34,7 +38,9 @@ def error_response(path: str, status: int, message: str) -> web.Response:
     """An error in the shape the API of path uses."""
     if path.startswith("/api/") and not path.startswith("/api/pyg-edge/"):
         kind = _KOBOLD_TYPES.get(status, "bad_input" if status < 500 else "server_error")
-        return web.json_response({"detail": {"msg": message, "type": kind}}, status=status)
+        # SillyTavern's stream reader shows error.message; KoboldAI clients read detail.msg.
+        return web.json_response({"detail": {"msg": message, "type": kind},
+                                  "error": {"message": message, "type": kind}}, status=status)
     kind = "invalid_request_error" if status < 500 else "server_error"
     return web.json_response({"error": {"message": message, "type": kind, "code": status}},
                              status=status)
@@ -47,6 +53,6 @@ async def require_key(request, handler):
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         given = given or request.headers.get("X-Api-Key", "")
         if not hmac.compare_digest(given.encode(), key.encode()):
-            return error_response(request.path, 401,
-                                  "missing or wrong API key (send Authorization: Bearer KEY)")
+            return error_response(request.path, 401, _NO_KEY + (
+                _KOBOLD_CLASSIC if request.path.startswith("/api/") else ""))
     return await handler(request)

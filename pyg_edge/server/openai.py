@@ -21,6 +21,7 @@ from aiohttp import web
 from pyg_edge.replies import MAX_REPLIES
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.chat_messages import chat_parts, fit_chat
+from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import (
     MODEL,
     SETTINGS,
@@ -73,6 +74,7 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
         seed=first_field(body, ("seed", "sampler_seed"), int),
         stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
     )
+    options = apply_client_settings(body, options, limits.vocab_size, notes)
     n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
     prompt = completion_prompt(body) if prompt is None else prompt
     return Completion(prompt, options, context, n=n, notes=notes)
@@ -88,6 +90,7 @@ def completion_prompt(body: dict) -> str:
 
 
 @routes.get("/v1/models")
+@routes.get("/models")  # a Custom (Chat Completion) URL typed without /v1
 async def models(request):
     name = request.app[SETTINGS]["name"]
     return web.json_response({"object": "list", "data": [
@@ -95,6 +98,7 @@ async def models(request):
 
 
 @routes.post("/v1/completions")
+@routes.post("/completions")
 async def completions(request):
     body = await json_body(request)
     completion = _parse(request, body, default_tokens=16)  # OpenAI's default
@@ -103,6 +107,7 @@ async def completions(request):
 
 
 @routes.post("/v1/chat/completions")
+@routes.post("/chat/completions")
 async def chat_completions(request):
     body = await json_body(request)
     parts = chat_parts(body)
@@ -126,7 +131,8 @@ async def _reply(request, body, kind, prompt, completion: Completion):
     name, options = request.app[SETTINGS]["name"], completion.options
     n, others = completion.n, []  # others: choices 1.. as (text, finish_reason)
     if not field(body, "stream", bool, False):
-        text, stats = await generate(request, prompt, options, n=n, others=others)
+        text, stats = await generate(request, prompt, options, n=n, others=others,
+                                     room=completion.room)
         reply = completion_body(kind, name, text, stats, warnings=list(completion.notes))
         return web.json_response(add_choices(reply, kind, others))
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
@@ -134,7 +140,7 @@ async def _reply(request, body, kind, prompt, completion: Completion):
         request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
         done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
                             *other_chunks(kind, name, ident, others), "[DONE]"],
-        n=n, others=others)
+        n=n, others=others, room=completion.room)
 
 
 def completion_body(kind: str, model: str, text: str, stats, created: int = 0,

@@ -51,6 +51,11 @@ class Completion:
     memory: str = ""
     notes: Notes = field(default_factory=Notes)
 
+    @property
+    def room(self) -> int:
+        """The client's budget for the prompt: its context less the reply's tokens."""
+        return self.context - self.options.max_new_tokens
+
 
 def fit_context(asked: int | None, limits: Limits, notes: Notes, key: str) -> int:
     """The context to use: the client's, shortened to the model's."""

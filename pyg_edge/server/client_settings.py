@@ -1,0 +1,149 @@
+"""What frontends ask for beyond the basic samplers: no end token, a minimum length, bans,
+and the samplers CTranslate2 lacks, which are named in the reply rather than dropped.
+
+Every completion route (KoboldAI, KoboldCpp, OpenAI, text-generation-webui, llama.cpp)
+reads its body through apply_client_settings, so a setting means the same on each:
+
+- Ban EOS (`use_default_badwordsids`, `ban_eos_token`, `ignore_eos`, `bypass_eos`): the
+  end token may not come before max_new_tokens (CTranslate2's min_length); stop strings
+  still end the reply.
+- Minimum length (`min_length`, `min_tokens`): the end token may not come earlier.
+- Bans (`banned_strings`, `banned_tokens`, `custom_token_bans`, `logit_bias` of -100 or
+  less, llama.cpp's `[id, false]` pairs): suppressed as pyg-edge's banned sequences. Only
+  ids in the model's vocabulary (GPT-2's) count; others are named in the warnings.
+- Samplers CTranslate2 does not run (min_p, typical, tfs, top_a, mirostat, DRY, XTC,
+  smoothing, dynamic temperature, grammar, penalties...): each non-neutral value is a
+  warning in the reply (and logged once per setting). When one of the truncating ones is
+  on and nothing CTranslate2 runs truncates (top_k 0, top_p 1), pure sampling at the
+  client's temperature would follow: pyg-edge then samples with top_p 0.9 and at most
+  temperature 1.0 instead, and says so (SillyTavern's Universal-Light preset asks for
+  temperature 1.25 with min_p 0.1; Pygmalion 2.7B writes noise at 1.25 untruncated).
+"""
+
+import logging
+import math
+
+from pyg_edge.sampling import SamplingOptions
+from pyg_edge.server.params import Notes
+
+logger = logging.getLogger("pyg_edge")
+
+_BAN_EOS = ("use_default_badwordsids", "ban_eos_token", "ignore_eos", "bypass_eos")
+_MIN_LENGTH = ("min_length", "min_tokens")
+# Samplers CTranslate2 lacks: field -> its neutral value(s). Truncating ones are marked.
+_UNSUPPORTED = {
+    "min_p": (0,), "typical": (1, 0), "typical_p": (1, 0), "tfs": (1, 0), "tfs_z": (1, 0),
+    "top_a": (0,), "mirostat": (0,), "mirostat_mode": (0,), "epsilon_cutoff": (0,),
+    "eta_cutoff": (0,), "dry_multiplier": (0,), "xtc_probability": (0,),
+    "smoothing_factor": (0,), "dynatemp_range": (0,), "dynamic_temperature": (False,),
+    "grammar": ("",), "grammar_string": ("",), "presence_penalty": (0,),
+    "frequency_penalty": (0,), "penalty_alpha": (0,), "num_beams": (1,),
+    "encoder_repetition_penalty": (1,), "guidance_scale": (1,), "negative_prompt": ("",),
+    "skew": (0,),
+}
+_TRUNCATING = ("min_p", "typical", "typical_p", "tfs", "tfs_z", "top_a", "mirostat",
+               "mirostat_mode", "epsilon_cutoff", "eta_cutoff")
+SUBSTITUTE_TOP_P = 0.9
+_warned = set()
+
+
+def apply_client_settings(body: dict, options: SamplingOptions, vocab_size: int,
+                          notes: Notes) -> SamplingOptions:
+    """options with the body's EOS, length and ban settings; notes what is not honoured."""
+    options = _length_settings(body, options)
+    options = _bans(body, options, vocab_size, notes)
+    ignored = _unsupported(body, notes)
+    if any(name in _TRUNCATING for name in ignored) and options.top_k == 0 \
+            and options.top_p >= 1 and options.temperature > 0:
+        temperature = min(options.temperature, 1.0)
+        notes.add(f"{', '.join(n for n in ignored if n in _TRUNCATING)} cannot be run here: "
+                  f"sampled with top_p {SUBSTITUTE_TOP_P} and temperature {temperature} "
+                  "instead, so the reply is not noise")
+        options = options.with_overrides(top_p=SUBSTITUTE_TOP_P, temperature=temperature)
+    return options
+
+
+def _length_settings(body: dict, options: SamplingOptions) -> SamplingOptions:
+    if any(body.get(key) is True for key in _BAN_EOS):
+        return options.with_overrides(min_new_tokens=options.max_new_tokens)
+    asked = [body[k] for k in _MIN_LENGTH if _is_int(body.get(k)) and body[k] > 0]
+    if asked:
+        return options.with_overrides(
+            min_new_tokens=min(max(asked), options.max_new_tokens))
+    return options
+
+
+def _bans(body: dict, options: SamplingOptions, vocab_size: int, notes: Notes):
+    strings = [s for key in ("banned_strings", "banned_tokens")
+               for s in _list(body.get(key)) if isinstance(s, str) and s]
+    ids = _custom_token_bans(body.get("custom_token_bans")) + _logit_bias_bans(
+        body.get("logit_bias"), notes)
+    ours = [i for i in ids if 0 <= i < vocab_size]
+    if len(ours) < len(ids):
+        foreign = sorted(set(ids) - set(ours))
+        notes.add(f"token ids {foreign[:8]} are not in this model's vocabulary (GPT-2's, "
+                  f"{vocab_size} tokens): not banned")
+    if not strings and not ours:
+        return options
+    logger.info("banned for this request: strings %s, token ids %s", strings, ours)
+    return options.with_overrides(banned=options.banned + tuple(strings),
+                                  banned_ids=tuple(dict.fromkeys(options.banned_ids + tuple(ours))))
+
+
+def _custom_token_bans(value) -> list:
+    """SillyTavern's "1,2,3" (a string) or [1, 2, 3] (Aphrodite's shape)."""
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        return [int(p) for p in parts if p.lstrip("-").isdigit()]
+    return [i for i in _list(value) if _is_int(i)]
+
+
+def _logit_bias_bans(value, notes: Notes) -> list:
+    """Ids whose bias bans them: OpenAI's {"id": -100}, llama.cpp's [[id, false]]."""
+    pairs = list(value.items()) if isinstance(value, dict) else [
+        tuple(p) for p in _list(value) if isinstance(p, list) and len(p) == 2]
+    banned, other = [], 0
+    for key, bias in pairs:
+        token = int(key) if _is_int(key) or (isinstance(key, str) and key.isdigit()) else None
+        if token is None:
+            continue
+        if bias is False or (_is_number(bias) and (bias <= -100 or math.isinf(bias))):
+            banned.append(token)
+        elif not (_is_number(bias) and bias == 0):
+            other += 1
+    if other:
+        notes.add(f"logit_bias: {other} bias(es) other than a ban (-100) ignored")
+    return banned
+
+
+def _unsupported(body: dict, notes: Notes) -> list:
+    """The non-neutral settings of samplers CTranslate2 lacks, each noted."""
+    ignored = []
+    for name, neutral in _UNSUPPORTED.items():
+        value = body.get(name)
+        if value is None or value in neutral or value == {} or value == []:
+            continue
+        ignored.append(name)
+        notes.append(f"{name} {value!r} is not supported (CTranslate2 has no such sampler): "
+                     "ignored")
+        if name not in _warned:
+            _warned.add(name)
+            logger.warning("requests ask for %s, which pyg-edge cannot run: ignored", name)
+    return ignored
+
+
+def ignored_settings() -> list:
+    """The unsupported settings requests have asked for since the server started."""
+    return sorted(_warned)
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
