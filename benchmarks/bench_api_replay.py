@@ -37,6 +37,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from bench_chat_turn import WORK, ensure_model
 from machine import describe_machine
 from median_spread import spread
@@ -46,6 +48,7 @@ from pyg_edge.generation_stats import GenerationStats
 from pyg_edge.model import PygModel
 from pyg_edge.prompt import Message
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.scoring import scoring_generator
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.smart_context import DEFAULT_FRACTION
 
@@ -125,6 +128,7 @@ async def replay(model, args, mode: str) -> list:
             earlier.append(ids)
             for label in labels:
                 row = await timed_request(queue, text, options, response)
+                row["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
                 rows.append(row | {"turn": label, "shared": shared, "sent": len(ids),
                                    "full": first_line not in text,
                                    "read_text": queue.last.read if queue.last.read != text
@@ -150,14 +154,30 @@ def child(args) -> None:
 
 
 def check_uncached(model, rows: list, new_tokens: int, name: str) -> None:
-    """Each turn that read other text than the client sent, generated again uncached."""
+    """Each turn that read other text than the client sent, generated again uncached; where
+    the texts differ, the top-2 logit gap of an uncached pass at the first difference."""
     options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
                               max_new_tokens=new_tokens)
+    scorer = None
     for row in rows:
         text = row.pop("read_text")
-        if text is not None:
-            uncached = model.generate(text, options, stop=("\nYou:", f"\n{name}:"))
-            row["uncached_same"] = uncached == row["text"]
+        if text is None:
+            continue
+        uncached = model.generate(text, options, stop=("\nYou:", f"\n{name}:"))
+        row["uncached_same"] = uncached == row["text"]
+        if not row["uncached_same"]:
+            scorer = scorer or scoring_generator(model.path, device="cpu",
+                                                 compute_type=model.compute_type)
+            same = os.path.commonprefix([uncached, row["text"]])
+            row["gap"] = top2_gap(scorer, model.tokenizer, text + same)
+
+
+def top2_gap(scorer, tokenizer, text: str) -> float:
+    """The gap between the two best next-token logits after text, read in one pass."""
+    ids = tokenizer.encode(text)
+    logits = np.asarray(scorer.forward_batch([tokenizer.tokens(ids)]))[0, -1]
+    best = np.sort(logits)[-2:]
+    return float(best[1] - best[0])
 
 
 def run_mode(args, mode: str) -> dict:
@@ -183,15 +203,17 @@ def report(args, results: dict) -> None:
           f"{args.runs} run(s) per mode, load {first['load']:.1f} s\n")
     print("| turn | full | prompt tokens sent | shared with an earlier prompt | tokens read: "
           "reuse | model's prompt: smart | tokens read: smart | first token s: no reuse | "
-          "reuse | smart |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "reuse | smart | peak RSS GB so far: no reuse | reuse | smart |")
+    print("| --- " * 13 + "|")
     reuse = results["reuse"][0]["rows"]
     for i, row in enumerate(first["rows"]):
         times = {m: [r["rows"][i]["first"] for r in results[m]] for m in MODES}
         print(f"| {row['turn']} | {'yes' if row['full'] else ''} | {row['sent']} | "
               f"{row['shared']} | {reuse[i]['read']} | {row['prompt']} | {row['read']} | "
               f"{spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} | "
-              f"{spread(times['smart'], 2)} |")
+              f"{spread(times['smart'], 2)} | "
+              + " | ".join(f"{results[m][0]['rows'][i]['rss'] / 1e9:.2f}" for m in MODES)
+              + " |")
     rss = {m: spread([r["peak_rss"] / 1e9 for r in results[m]], 2) for m in MODES}
     print("\npeak RSS GB: " + ", ".join(f"{m} {rss[m]}" for m in MODES))
     summarize(results)
@@ -228,7 +250,8 @@ def summarize(results: dict) -> None:
           + ("yes" if not differing else "NO: " + "; ".join(differing)))
     checked = [(r["turn"], r["uncached_same"]) for run in results["smart"] for r in run["rows"]
                if "uncached_same" in r]
-    wrong = [turn for turn, same in checked if not same]
+    wrong = [f"{r['turn']} (top-2 logit gap there {r['gap']:.3f})" for run in results["smart"]
+             for r in run["rows"] if r.get("uncached_same") is False]
     print(f"smart: {len(checked)} turns read a shorter prompt than sent; greedy text equal "
           f"to an uncached run of that prompt: "
           + ("all" if not wrong else "NOT on turns " + ", ".join(wrong)))

@@ -5,8 +5,9 @@
 Each benchmark is its own script (run one alone to repeat a measurement); this runs them
 one after another, never in parallel (they would slow each other down), keeps each output
 in benchmarks/results/NAME.md and assembles RESULTS.md from those files. --only reruns
-some and reuses the others' last outputs. The first run makes the synthetic 2.7B
-checkpoints (about 11 GB in benchmarks/work/) and takes about 45 minutes on 2 cores.
+some and reuses the others' last outputs; --assemble only rebuilds RESULTS.md from them.
+The first run makes the synthetic 2.7B checkpoints (about 11 GB in benchmarks/work/)
+and takes about two hours on 2 cores.
 """
 
 import argparse
@@ -35,7 +36,8 @@ BENCHMARKS = [
      "bench_chat_turn.py --new-tokens 64 --model work/neo27-st-int8-chunk1024 --gemm onednn"),
     ("n_replies", "Several replies from one prompt pass",
      "bench_n_replies.py --model work/neo27-st-int8-chunk1024 --prompt-tokens 1000 --runs 2"),
-    ("api_replay", "A 20-turn SillyTavern chat through the API, with and without prefix reuse",
+    ("api_replay", "A 32-turn SillyTavern chat through the API: no reuse, prefix reuse, smart "
+     "context",
      "bench_api_replay.py"),
     ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
     ("quality", "Demo model quality", "quality_report.py --baseline-rev bda30bb"),
@@ -75,8 +77,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated names: " +
                         ", ".join(name for name, _, _ in BENCHMARKS))
+    parser.add_argument("--assemble", action="store_true",
+                        help="run nothing: rebuild RESULTS.md from benchmarks/results/")
     args = parser.parse_args()
     chosen = set(args.only.split(",")) if args.only else {name for name, _, _ in BENCHMARKS}
+    if args.assemble:
+        chosen = set()
     RESULTS.mkdir(exist_ok=True)
     for name, _, command in BENCHMARKS:
         if name in chosen:

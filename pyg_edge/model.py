@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
+from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning, release_freed_memory
 from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
 from pyg_edge.gemm_backend import load_ctranslate2
 from pyg_edge.generation_stats import GenerationStats
@@ -124,6 +124,7 @@ class PygModel:
         if self._generator is not None:
             self._generator.unload_model()
             self._generator = None
+            release_freed_memory()
         self._ct2.set_random_seed(_UNSEEDED if seed is None else seed)
         try:
             self._generator = self._ct2.Generator(
@@ -132,6 +133,7 @@ class PygModel:
             )
         except (RuntimeError, ValueError) as error:
             raise ModelLoadError(f"cannot load {self.path} on {self.device}: {error}") from None
+        release_freed_memory()
         self._fresh_seed = seed
         self._cached_prefixes = set()
 
@@ -224,6 +226,7 @@ class PygModel:
         if self._generator is not None:
             self._generator.unload_model()
             self._generator = None
+            release_freed_memory()
 
     def __enter__(self):
         return self
@@ -363,7 +366,9 @@ class PygModel:
             # Reloading empties the cache: 2.7 s at the 2.7B shape, against 11.6 s for a
             # first load (benchmarks/bench_chat_turn.py).
             self._generator.unload_model()
+            release_freed_memory()  # before the load, whose peak holds two copies
             self._generator.load_model()
+            release_freed_memory()
             self._cached_prefixes = set()
         self._cached_prefixes.add(static_ids)
 

@@ -46,6 +46,10 @@ class PrefixPlanner:
       context_length: The model's context, which scales the thresholds.
       prefill_chunk: The model's prefill chunk (pyg_edge.prefill), 0 for none.
       recent: How many recent prompts to compare a new one with.
+      keep_cached: Reuse a cached prefix for as long as the rest of the prompt is one
+        exact pass (max_tail becomes the chunk, or the context): no new prefix, so no
+        model reload, while a chat grows. The server does so with smart context, which
+        cuts the prompt when the rest outgrows that pass (pyg_edge.smart_context).
 
     Attributes:
       max_tail: A cached prefix is reused while at most this many tokens follow it (an
@@ -59,11 +63,14 @@ class PrefixPlanner:
         token, which is the first decoding step), or None for no limit.
     """
 
-    def __init__(self, context_length: int, prefill_chunk: int = 0, recent: int = 4):
+    def __init__(self, context_length: int, prefill_chunk: int = 0, recent: int = 4,
+                 keep_cached: bool = False):
         self.max_tail = max(context_length // 8, 16)
         self.min_prefix = max(context_length // 16, 8)
         self.min_gain = self.max_tail // 2
         self.max_pass = prefill_chunk + 1 if prefill_chunk else None
+        if keep_cached:
+            self.max_tail = self.max_pass or context_length
         self._recent = deque(maxlen=recent)
 
     def plan(self, ids, cached=()) -> int:
@@ -89,6 +96,11 @@ class PrefixPlanner:
             logger.debug("new static prefix of %d tokens (was %d)", fresh, reuse)
             return fresh
         return reuse
+
+    def outgrown(self, ids, cached=()) -> bool:
+        """Whether a cached prefix that ids start with leaves more than max_tail after it."""
+        reuse = _longest_cached(tuple(ids), cached)
+        return bool(reuse) and len(ids) - reuse > self.max_tail
 
     def _usable(self, ids: tuple, cut: int) -> bool:
         """Whether a prefix of cut tokens leaves a pass the model reads exactly."""

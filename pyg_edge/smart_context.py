@@ -12,7 +12,10 @@ SmartContext instead:
    client still sends older messages before it), drops what comes before it, keeps the
    card in front, and the turn reads only what follows the cached block;
 3. cuts again when the client's own trimming reaches into the kept block, the card
-   changes, or what follows the block outgrows one exact prompt pass.
+   changes, or what follows the block outgrows one exact prompt pass. A chat that grows
+   while its context has room keeps its first cached prefix (the card) for as long as the
+   rest is one exact pass, and is cut when it outgrows it: replacing a cached prefix means
+   reloading the model, which would make that turn slower than no reuse at all.
 
 The model sees between `fraction` and all of the history the client sent. The idea is
 KoboldCpp's SmartContext; unlike it, the split is an option and the trigger is the client's
@@ -80,7 +83,7 @@ class SmartContext:
         self._head = self._block = None  # the kept card and history block of the last cut
         self._previous = None
 
-    def fit(self, text: str, room: int, speakers=()) -> Fitted:
+    def fit(self, text: str, room: int, speakers=(), outgrown: bool = False) -> Fitted:
         """What the model should read of text, the client's prompt for this turn.
 
         Args:
@@ -88,6 +91,8 @@ class SmartContext:
           room: The client's budget for the prompt (its context less its reply length).
           speakers: Names that start a message line ("You", the character's name...);
             empty: any "Name:" line in the history starts one.
+          outgrown: What follows the cached prefix is more than one exact pass: a chat
+            that grew to nearly fill its room is cut then, as a full one would be.
         """
         previous, self._previous = self._previous, text
         if not self.fraction:
@@ -97,6 +102,8 @@ class SmartContext:
             self._head = self._block = None
             if previous is not None and self._is_full_shift(text, previous, room):
                 fitted = self._cut(text, previous, room, speakers)
+            elif outgrown:  # the history starts after "<START>" (else: no cut)
+                fitted = self._cut(text, "", room, speakers)
         if fitted is None:
             return Fitted(text)
         self.last = fitted

@@ -264,3 +264,17 @@ def test_serve_takes_the_smart_context_fraction(monkeypatch, tiny_model):
     assert [args[-1] for args in served] == [0.5, 0.3, 0.0]
     refused = runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "1"])
     assert refused.exit_code != 0 and "smart-context" in refused.output
+
+
+def test_keep_cached_reuses_one_prefix_while_the_rest_is_one_exact_pass():
+    """Smart context's planner: a growing chat never replaces its prefix (a reload)."""
+    planner = PrefixPlanner(2048, 1024, keep_cached=True)
+    first = tuple(range(300))
+    cached = {first}
+    for grown in (500, 800, 1024):
+        ids = first + tuple(range(5000, 5000 + grown))
+        assert planner.plan(ids, cached) == len(first)
+        assert not planner.outgrown(ids, cached)
+    assert planner.outgrown(first + tuple(range(5000, 6100)), cached)  # past the chunk
+    # Without keep_cached a new prefix is frozen once 256 tokens follow the cached one.
+    assert PrefixPlanner(2048, 1024).plan(first + tuple(range(5000, 5800)), cached) > 300

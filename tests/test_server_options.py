@@ -20,8 +20,14 @@ def test_in_range_values_pass_unchanged_and_unnoted():
     got = options(notes, max_new_tokens=80, temperature=0.7, top_k=40, top_p=0.5,
                   repetition_penalty=1.2, seed=5, stop=["\nUser:"])
     assert (got.max_new_tokens, got.temperature, got.top_k, got.top_p) == (80, 0.7, 40, 0.5)
-    assert (got.repetition_penalty, got.seed, got.stop) == (1.2, 5, ("\nUser:",))
+    assert (got.repetition_penalty, got.seed, got.stop) == (1.2, 5, ("\nUser:", "\nYou:"))
     assert notes == []
+
+
+def test_a_pygmalion_user_line_ends_every_reply_whatever_the_client_calls_the_user():
+    """The model learned "You:" for the user; SillyTavern's prompt says "User:"."""
+    assert options(Notes(), stop=[]).stop == ("\nYou:",)
+    assert options(Notes(), stop=["\nYou:", "\nAnon:"]).stop == ("\nYou:", "\nAnon:")
 
 
 @pytest.mark.parametrize("raw, name, value, noted", [

@@ -169,3 +169,12 @@ def test_every_turn_of_a_full_chat_equals_an_uncached_run_of_what_the_model_read
     assert len(cheap) >= len(full) / 2
     assert "smart context (cut): kept" in caplog.text
     assert "smart context (match): kept" in caplog.text
+
+
+def test_a_growing_chat_whose_rest_outgrew_one_pass_is_cut_like_a_full_one():
+    prompts = chat_prompts(6, words, 400, 50)
+    smart = SmartContext(words)
+    fit_all(smart, prompts[:-1], 350)
+    fitted = smart.fit(prompts[-1], 150, SPEAKERS, outgrown=True)  # half of 150 less the card
+    assert fitted.event == "cut" and fitted.kept_tokens < fitted.history_tokens
+    assert fitted.text.startswith(prompts[-1][:prompts[-1].index("<START>")])

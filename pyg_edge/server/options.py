@@ -81,14 +81,23 @@ def single_reply(n: int) -> None:
                          "(send n = 1)")
 
 
+PYGMALION_USER_LINE = "\nYou:"
+
+
 def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, notes: Notes,
                      *, max_new_tokens=None, temperature=None, top_k=None, top_p=None,
                      repetition_penalty=None, no_repeat_ngram_size=None, seed=None,
                      stop=()) -> SamplingOptions:
-    """SamplingOptions from raw client numbers (None: the default), clamped and noted."""
+    """SamplingOptions from raw client numbers (None: the default), clamped and noted.
+
+    The stops are the client's plus Pygmalion's own user line: the model was trained with
+    the user as "You", so it writes "You:" lines even when the client's prompt names the
+    user otherwise (SillyTavern's "User:"), and such a line is never the character's reply.
+    """
+    stops = tuple(dict.fromkeys((*stop, PYGMALION_USER_LINE)))
     values = {"max_new_tokens": _max_new_tokens(max_new_tokens, defaults, limits, context,
                                                 notes),
-              "stop": tuple(stop), "seed": _seed(seed)}
+              "stop": stops, "seed": _seed(seed)}
     if temperature is not None:
         values["temperature"] = _at_least(temperature, 0.0, "temperature", notes)
     if top_k is not None:
