@@ -35,12 +35,14 @@ def browser():
     driver.quit()
 
 
-def test_upload_a_card_chat_and_regenerate_in_a_real_browser(tiny_model, browser, tmp_path):
+def test_upload_a_card_chat_and_regenerate_in_a_real_browser(demo_pyg_model, browser,
+                                                              tmp_path):
+    """Also takes the README's picture of the page: PYG_EDGE_SCREENSHOTS=docs/images."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    server = RunningServer(tiny_model, defaults=SamplingOptions(max_new_tokens=24))
+    server = RunningServer(demo_pyg_model, defaults=SamplingOptions(max_new_tokens=40))
     try:
         card = tmp_path / "aqua.png"
         card.write_bytes(png_with_text({"chara": b64(TAVERN_V1)}))
