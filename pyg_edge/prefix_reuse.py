@@ -106,13 +106,6 @@ class PrefixPlanner:
         """Whether a prefix of cut tokens leaves a pass the model reads exactly."""
         return self.max_pass is None or len(ids) - cut <= self.max_pass
 
-    def stream_kwargs(self, model, prompt) -> dict:
-        """The static_tokens argument of model.stream for prompt (none for a built Prompt)."""
-        if not isinstance(prompt, str):
-            return {}
-        ids = model.tokenizer.encode(prompt)
-        return {"static_tokens": self.plan(ids, model.cached_prefixes)}
-
     def _stable_cut(self, ids: tuple) -> int:
         """Where a new prefix would end: as far as the next turns will likely keep; records ids.
 

@@ -25,6 +25,7 @@ tokenizer never merges across, so the cached tokens are those of the whole kept 
 """
 
 import logging
+import os
 import re
 from dataclasses import dataclass
 
@@ -135,7 +136,7 @@ class SmartContext:
 
     def _cut(self, text: str, previous: str, room: int, speakers) -> Fitted | None:
         """Keeps the card and the newest `fraction` of the history room."""
-        common = _common_length(text, previous)
+        common = len(os.path.commonprefix([text, previous]))
         head = _history_start(text, common, speakers)
         end = _last_line(text)
         if head is None:
@@ -193,11 +194,3 @@ def _history_start(text: str, common: int, speakers) -> int | None:
 def _last_line(text: str) -> int:
     """Where the prompt's last line starts (the reply's open "Name:" turn)."""
     return text.rfind("\n") + 1
-
-
-def _common_length(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    for i in range(n):
-        if a[i] != b[i]:
-            return i
-    return n

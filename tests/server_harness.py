@@ -3,6 +3,7 @@
 import asyncio
 import http.client
 import json
+import socket
 import threading
 
 from aiohttp import web
@@ -106,3 +107,10 @@ class RecordingModel:
 # recorded, behind --max-length CLIENT_MAX_LENGTH (fixtures `recording` and `server` in
 # conftest.py, one server per test module).
 CLIENT_MAX_LENGTH = 100
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -11,7 +11,6 @@ command in the docs cannot drift unseen.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 
 from pyg_edge import demo
 from pyg_edge_convert import convert_checkpoint
+from server_harness import free_port
 from test_characters import TAVERN_V1, b64, png_with_text
 
 ROOT = Path(__file__).parent.parent
@@ -84,12 +84,6 @@ def sandbox(root: Path, converted: Path, command: str) -> dict:
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     return {**os.environ, "HOME": str(root), "PATH": path,
             "PYG_EDGE_CACHE": str(root / "cache"), "PYTHONPATH": str(ROOT)}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize("page, command", runnable())

@@ -36,14 +36,14 @@ def run_turn(model, planner, text: str) -> dict:
     """Generates one token for text as the server does; says whether the cache served it."""
     before = model.cached_prefixes
     ids = model.tokenizer.encode(text)
-    planned = planner.stream_kwargs(model, text)
-    list(model.stream(text, GREEDY, max_new_tokens=1, **planned))
+    planned = planner.plan(ids, before)
+    list(model.stream(text, GREEDY, max_new_tokens=1, static_tokens=planned))
     stats = model.last_generation
     used = tuple(ids[:stats.cached_tokens])
     assert len(model.cached_prefixes) <= MAX_CACHED_PREFIXES
     return {"ids": ids, "cached": stats.cached_tokens, "hit": bool(used) and used in before,
             "tail": stats.prompt_tokens - stats.cached_tokens,
-            "planned": planned["static_tokens"]}
+            "planned": planned}
 
 
 def sillytavern_chat(model, planner, turns: int) -> list:

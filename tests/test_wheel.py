@@ -10,7 +10,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +19,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from server_harness import free_port
 
 REPO = Path(__file__).parent.parent
 SOURCES = ("pyproject.toml", "README.md", "convert", "pyg_edge")
@@ -117,7 +118,7 @@ def test_chat_from_the_wheel_answers_piped_messages(installed):
 
 
 def test_serve_from_the_wheel_answers_a_generate_request(installed):
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [str(installed["pyg_edge"]), "serve", "--port", str(port)], cwd=installed["cwd"],
         env=installed["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -130,12 +131,6 @@ def test_serve_from_the_wheel_answers_a_generate_request(installed):
         output = server.communicate(timeout=30)[0]
     assert status == 200, output
     assert reply["results"][0]["text"].strip(), reply
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _post_when_up(port, path, body, server, timeout=120.0):

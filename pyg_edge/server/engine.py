@@ -209,11 +209,11 @@ class GenerationQueue:
         text = prompt.text if chat else prompt
         stops = options.stop + (prompt.stop_strings if chat else ())
         room = room or self.model.context_length - options.max_new_tokens
-        outgrown = bool(self.smart.fraction) and self.prefixes.outgrown(
-            self.model.tokenizer.encode(text), self.model.cached_prefixes)
+        ids, cached = self.model.tokenizer.encode(text), self.model.cached_prefixes
+        outgrown = bool(self.smart.fraction) and self.prefixes.outgrown(ids, cached)
         fitted = self.smart.fit(text, room, _speakers(stops, text), outgrown=outgrown)
         if not fitted.static_chars:
-            return prompt, ({} if chat else self.prefixes.stream_kwargs(self.model, text))
+            return prompt, ({} if chat else {"static_tokens": self.prefixes.plan(ids, cached)})
         static = fitted.text[:fitted.static_chars]
         if chat:
             return replace(prompt, text=fitted.text, static_prefix=static,

@@ -7,6 +7,7 @@ and top_p 0 are off, and a context or reply longer than the model allows is shor
 
 from dataclasses import dataclass, field
 
+from pyg_edge.characters import USER
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.server.params import BadRequest, Notes
 
@@ -81,7 +82,7 @@ def single_reply(n: int) -> None:
                          "(send n = 1)")
 
 
-PYGMALION_USER_LINE = "\nYou:"
+PYGMALION_USER_LINE = f"\n{USER}:"
 
 
 def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, notes: Notes,
