@@ -1,6 +1,6 @@
 """Prompt processing, decode speed and memory of pyg-edge against its CPU alternatives.
 
-    python benchmarks/bench_runtime.py [--runs 2] [--engines pyg-edge,pyg-edge-onednn,...]
+    python benchmarks/bench_runtime.py [--runs 2] [--engines pyg-edge-chunked,openvino-int8,...]
 
 All engines run the same synthetic gpt-neo-2.7B checkpoint (make_synthetic_checkpoint.py),
 each in a process of its own, so its peak RSS (load included) is its own
@@ -13,21 +13,26 @@ each in a process of its own, so its peak RSS (load included) is its own
   what pyg-edge ran before it chose backends.
 - pyg-edge-chunked: the same, converted with --prefill-chunk 1024, the converter's default
   (half the context; pyg_edge.prefill: a long prompt is read exactly in two chunks, the
-  second skipping the first's queries).
+  second skipping the first's queries). What a user runs: the reference of the ratios.
+- pyg-edge-packed: the same on oneMKL's packed VNNI kernels (mkl-vnni), the choice on
+  AVX-512 VNNI CPUs before exact-vnni.
 - ct2-plain: the same weights with CTranslate2's own sliding window (inexact prefill).
 - hf-int8 (torch dynamic int8 on nn.Linear), openvino-int8 (optimum-intel, int8 weights),
-  hf-fp32, hf-bf16: the baselines, from the `bench` extra.
+  ort-int8 (optimum's ONNX export, dynamic int8 by its ORTQuantizer), hf-fp32, hf-bf16: the
+  baselines, from the `bench` extra plus onnxruntime and optimum-onnx.
 
 Load time includes a first 8-token generation (OpenVINO compiles its model then). Each
 round runs every engine once, one after another (rounds interleave the engines, so
-a slow spell of this shared machine hits them alike): first token after 1,000 and 1,500
+a slow spell of this shared machine hits them alike): first token after 1,000 and 1,556
 prompt tokens, then 128 new tokens after 500 and after 1,920 prompt tokens (the full 2,048
-context), whose first tokens give the 500 and 1,920 columns. Greedy, end token suppressed.
+context), whose first tokens give the 500 and 1,920 columns. The report ends with issue
+19's targets, checked against the best peer of the same run. Greedy, end token suppressed.
 Decode speed is also given as a fraction of this machine's limit: read bandwidth / bytes
 of int8 weights read per token. Beside each phase the kernel's share of the process's CPU
 time (getrusage: system / (user + system)), so page-fault storms (pages zeroed for fresh
 allocations) show in every run. Writes results/runtime.md, .json and .png; --engines
-reruns some engines and keeps the others' results from the last runtime.json.
+reruns some engines and keeps the others' results from the last runtime.json when that
+was measured on this machine.
 """
 
 import argparse
@@ -44,13 +49,21 @@ from bench_chat_turn import WORDS, ensure_model
 from machine import describe_machine
 from median_spread import spread
 from memory_bandwidth import read_bandwidth
-from runtime_engines import CHECKPOINT, ENGINES, WORK, ensure_openvino_model, make_engine
+from runtime_engines import (
+    CHECKPOINT,
+    ENGINES,
+    WORK,
+    ensure_onnx_int8_model,
+    ensure_openvino_model,
+    make_engine,
+)
 
 RESULTS = Path(__file__).parent / "results"
 # The engine the ratios compare with: what `pyg-edge convert` makes by default, if run.
 REFERENCES = ("pyg-edge-chunked", "pyg-edge")
-DEFAULT_ENGINES = "pyg-edge,pyg-edge-onednn,pyg-edge-chunked,ct2-plain,hf-int8,openvino-int8"
-FIRST_TOKEN_PROMPTS = (1000, 1500)
+DEFAULT_ENGINES = "pyg-edge-chunked,pyg-edge-packed,openvino-int8,ort-int8,hf-int8"
+PEERS = ("openvino-int8", "ort-int8", "hf-int8")
+FIRST_TOKEN_PROMPTS = (1000, 1556)
 NEW_TOKENS = 128
 FULL_CONTEXT_PROMPT = 2048 - NEW_TOKENS
 DECODE_PROMPTS = (500, FULL_CONTEXT_PROMPT)
@@ -59,7 +72,7 @@ DECODE_PROMPTS = (500, FULL_CONTEXT_PROMPT)
 def prompt_ids(count: int) -> list:
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(WORK / "neo27-st-int8" / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(WORK / "neo27-st-int8-chunk1024" / "tokenizer.json"))
     text = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(2 * count))
     return tokenizer.encode(text).ids[:count]
 
@@ -125,23 +138,31 @@ def merge_rounds(rounds: list) -> dict:
 
 
 def previous_results() -> dict:
+    """The last run's results, if it ran on this machine (else nothing is kept)."""
     path = RESULTS / "runtime.json"
     if not path.exists():
         return {}
-    results = json.loads(path.read_text())["results"]
+    saved = json.loads(path.read_text())
+    if saved.get("machine") != describe_machine():
+        return {}
+    results = saved["results"]
     for result in results.values():
         for key in ("first", "decode"):
             result[key] = {int(k): v for k, v in result[key].items()}
     return results if all(isinstance(r["load"], list) for r in results.values()) else {}
 
 
-def ensure_models() -> None:
+def ensure_models(names: list) -> None:
     from pyg_edge_convert import convert_checkpoint
 
-    ensure_model(WORK / "neo27-st-int8")  # one-pass prompt (prefill chunk 0)
     ensure_model(WORK / "neo27-st-int8-chunk1024")  # the converter's default chunk
-    ensure_openvino_model()
-    if not (WORK / "neo27-st-int8-inexact" / "model.bin").exists():
+    if {"pyg-edge", "pyg-edge-onednn"} & set(names):
+        ensure_model(WORK / "neo27-st-int8")  # one-pass prompt (prefill chunk 0)
+    if "openvino-int8" in names:
+        ensure_openvino_model()
+    if "ort-int8" in names:
+        ensure_onnx_int8_model()
+    if "ct2-plain" in names and not (WORK / "neo27-st-int8-inexact" / "model.bin").exists():
         convert_checkpoint(str(CHECKPOINT), str(WORK / "neo27-st-int8-inexact"), "int8",
                            force=True, exact_local_attention=False, prefill_chunk=0)
 
@@ -162,7 +183,7 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,
         f"{limit:.1f} tokens/s",
         "",
         "| engine | GEMM | load s | " + " | ".join(f"first token s @{p}" for p in prompts)
-        + " | prompt tok/s @1500 | " + " | ".join(f"decode tok/s @{p}" for p in DECODE_PROMPTS)
+        + " | prompt tok/s @1556 | " + " | ".join(f"decode tok/s @{p}" for p in DECODE_PROMPTS)
         + " | decode @500 / int8 limit | peak RSS GB |",
         "| --- " * (len(prompts) + 8) + "|",
     ]
@@ -170,12 +191,12 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,
         lines.append(
             f"| {ENGINES[name]} | {r['backend']} | {median(r['load']):.1f} | "
             + " | ".join(spread(r["first"][p]) for p in prompts)
-            + f" | {1500 / median(r['first'][1500]):.0f} | "
+            + f" | {1556 / median(r['first'][1556]):.0f} | "
             + " | ".join(spread(r["decode"][p], 2) for p in DECODE_PROMPTS)
             + f" | {median(r['decode'][500]) / limit:.0%} | "
             f"{spread([v / 1e9 for v in r['peak_rss']], 2)} |")
     lines += ["", "Kernel share of CPU time per phase (system / (user + system), median): "
-              "prompt passes of 1,000 and 1,500 tokens, then each 128-token run after 500 "
+              "prompt passes of 1,000 and 1,556 tokens, then each 128-token run after 500 "
               "and 1,920", ""]
     for name, r in results.items():
         shares = r.get("kernel") or {}
@@ -191,15 +212,39 @@ def write_report(results: dict, bandwidth: float, weight_bytes: int, runs: int,
                   "it is better):", ""]
         lines += [ratio_line(results[ours], name, r)
                   for name, r in results.items() if name != ours]
+        lines += target_lines(results, ours)
     return "\n".join(lines) + "\n"
+
+
+def target_lines(results: dict, ours: str) -> list:
+    """Issue 19's targets for ours against the peers measured in this run."""
+    median = statistics.median
+    peers = {name: results[name] for name in PEERS if name in results}
+    if not peers:
+        return []
+    mine = results[ours]
+    lines = ["", f"Targets (issue 19) for {ENGINES[ours]}:", ""]
+    if "openvino-int8" in peers:
+        ratio = median(mine["first"][1556]) / median(peers["openvino-int8"]["first"][1556])
+        lines.append(f"- first token @1556 at most 1.1x OpenVINO's: {ratio:.2f}x "
+                     + ("met" if ratio <= 1.1 else "NOT met"))
+    for prompt, wanted in ((500, 1.1), (FULL_CONTEXT_PROMPT, 0.8)):
+        best = max(peers, key=lambda name: median(peers[name]["decode"][prompt]))
+        ratio = median(mine["decode"][prompt]) / median(peers[best]["decode"][prompt])
+        lines.append(f"- decode @{prompt} at least {wanted}x the best peer ({ENGINES[best]}): "
+                     f"{ratio:.2f}x " + ("met" if ratio >= wanted else "NOT met"))
+    rss = median(mine["peak_rss"]) / 1e9
+    lines.append(f"- peak RSS at most 5 GB (this run's peak, 1,920 tokens): {rss:.2f} GB "
+                 + ("met" if rss <= 5 else "NOT met"))
+    return lines
 
 
 def ratio_line(ours: dict, name: str, theirs: dict) -> str:
     median = statistics.median
-    first = {p: median(theirs["first"][p]) / median(ours["first"][p]) for p in (500, 1500)}
+    first = {p: median(theirs["first"][p]) / median(ours["first"][p]) for p in (500, 1556)}
     decode = {p: median(ours["decode"][p]) / median(theirs["decode"][p]) for p in DECODE_PROMPTS}
     memory = median(theirs["peak_rss"]) / median(ours["peak_rss"])
-    return (f"- {ENGINES[name]}: first token @500 {first[500]:.2f}x, @1500 {first[1500]:.2f}x; "
+    return (f"- {ENGINES[name]}: first token @500 {first[500]:.2f}x, @1556 {first[1556]:.2f}x; "
             f"decode @500 {decode[500]:.2f}x, @{FULL_CONTEXT_PROMPT} "
             f"{decode[FULL_CONTEXT_PROMPT]:.2f}x; peak RSS {memory:.2f}x")
 
@@ -249,10 +294,10 @@ def main():
         measured = args.engines.split(",")  # the engines of the run being reported
         return report(results, saved["bandwidth"], saved["weight_bytes"], args.runs,
                       tuple(name for name in results if name not in measured))
-    ensure_models()
-    bandwidth = read_bandwidth()
-    weight_bytes = (WORK / "neo27-st-int8" / "model.bin").stat().st_size
     names = args.engines.split(",")
+    ensure_models(names)
+    bandwidth = read_bandwidth()
+    weight_bytes = (WORK / "neo27-st-int8-chunk1024" / "model.bin").stat().st_size
     rounds = {name: [] for name in names}
     for round_number in range(args.runs):
         for name in names:
@@ -265,7 +310,8 @@ def main():
     results = {name: results[name] for name in ENGINES if name in results}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "runtime.json").write_text(json.dumps(
-        {"bandwidth": bandwidth, "weight_bytes": weight_bytes, "results": results}, indent=1))
+        {"machine": describe_machine(), "bandwidth": bandwidth, "weight_bytes": weight_bytes,
+         "results": results}, indent=1))
     report(results, bandwidth, weight_bytes, args.runs,
            tuple(name for name in results if name not in names))
 

@@ -1,6 +1,6 @@
 """The figures of one generation, which PygModel keeps as last_generation."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -16,6 +16,8 @@ class GenerationStats:
       seconds: From the call to the end of generation.
       finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
         or "cancelled".
+      token_logprobs: With SamplingOptions.top_logprobs, a TokenLogprob per token of the
+        reply's text (pyg_edge.token_probs).
     """
 
     prompt_tokens: int = 0
@@ -25,3 +27,4 @@ class GenerationStats:
     first_token_seconds: float = 0.0
     seconds: float = 0.0
     finish_reason: str = "length"
+    token_logprobs: list = field(default_factory=list)

@@ -20,6 +20,7 @@ from pyg_edge.prompt import Prompt
 from pyg_edge.replies import Replies, check_reply_count, sample_replies
 from pyg_edge.sampling import SamplingOptions
 from pyg_edge.stopping import StopFilter
+from pyg_edge.token_probs import LogprobTrail, steps_with_logits, token_logprob
 from pyg_edge.tokenizer import TextTokenizer
 
 logger = logging.getLogger("pyg_edge")
@@ -69,7 +70,7 @@ class PygModel:
         of machine (pyg_edge.cpu_tuning) before the first model loads; False, or
         PYG_EDGE_CPU_TUNING=0 in the environment, leaves CTranslate2's defaults.
       gemm: The CPU GEMM backend (pyg_edge.gemm_backend): "auto" picks the fastest one
-        proven exact on this CPU, or "onednn", "mkl-vnni", "exact-avx2"; None reads
+        proven exact on this CPU, or "onednn", "mkl-vnni", "exact-vnni", "exact-avx2"; None reads
         PYG_EDGE_GEMM. Process-wide: only the first model loaded in a process decides.
 
     Attributes:
@@ -271,10 +272,13 @@ class PygModel:
 
     def _stream_ids(self, request, stop_filter, cancel, stats, started):
         decoder = self.tokenizer.stream_decoder()
-        eos = request.eos
+        eos, top = request.eos, request.options.top_logprobs
+        trail = LogprobTrail(request.trim) if top is not None else None
         with self._turn(request) as generator:
-            steps = generator.generate_tokens(self.tokenizer.tokens(request.dynamic_ids),
-                                              **self._generation_kwargs(request))
+            prompt = self.tokenizer.tokens(request.dynamic_ids)
+            kwargs = self._generation_kwargs(request)
+            steps = (generator.generate_tokens(prompt, **kwargs) if trail is None
+                     else steps_with_logits(generator, prompt, kwargs))
             try:
                 for step in steps:
                     if step.token_id == eos:
@@ -283,9 +287,13 @@ class PygModel:
                     stats.new_tokens += 1
                     if stats.new_tokens == 1:
                         stats.first_token_seconds = time.monotonic() - started
-                    piece = stop_filter.push(decoder.push(step.token_id))
-                    if piece:
-                        yield piece
+                    text = decoder.push(step.token_id)
+                    if trail is not None:
+                        trail.add(token_logprob(step.logits, step.token_id, top,
+                                                self.tokenizer.decode), text)
+                    piece = stop_filter.push(text)
+                    if piece or stop_filter.stopped:
+                        yield from self._shown(piece, trail, stats, stop_filter.stopped)
                     if stop_filter.stopped:
                         stats.finish_reason = "stop"
                         return
@@ -294,10 +302,21 @@ class PygModel:
                         return
                 tail = stop_filter.push(decoder.flush())
                 tail += "" if stop_filter.stopped else stop_filter.finish()
-                if tail:
-                    yield tail
+                yield from self._shown(tail, trail, stats, final=True)
             finally:
                 steps.close()
+
+    @staticmethod
+    def _shown(text: str, trail, stats, final: bool = False):
+        """Yields text, when there is any, with its tokens' log-probabilities if asked."""
+        if trail is None:
+            if text:
+                yield text
+            return
+        piece = trail.piece(text, final)
+        stats.token_logprobs.extend(piece.logprobs)
+        if piece or piece.logprobs:
+            yield piece
 
     def _stream_replies(self, request, result, cancel):
         started = time.monotonic()

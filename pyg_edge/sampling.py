@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field, fields, replace
 
+from pyg_edge.token_probs import MAX_TOP_LOGPROBS
+
 DEFAULT_BANNED = ("Persona:", "Scenario:", "<START>")
 
 
@@ -22,6 +24,9 @@ class SamplingOptions:
       stop: Strings that end the reply (not included in it).
       banned: Strings the model may not write.
       banned_ids: Token ids the model may not write (a client's token bans).
+      top_logprobs: Report each generated token's log-probability (PygModel's
+        last_generation.token_logprobs, and each streamed piece's .logprobs) with this many
+        likeliest alternatives (0: the chosen token's only); None reports nothing.
     """
 
     temperature: float = 0.5
@@ -35,6 +40,7 @@ class SamplingOptions:
     stop: tuple = ()
     banned: tuple = field(default=DEFAULT_BANNED)
     banned_ids: tuple = ()
+    top_logprobs: int | None = None
 
     def __post_init__(self):
         checks = [
@@ -47,6 +53,9 @@ class SamplingOptions:
             ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens,
              "in [0, max_new_tokens]"),
         ]
+        if self.top_logprobs is not None:
+            checks.append(("top_logprobs", 0 <= self.top_logprobs <= MAX_TOP_LOGPROBS,
+                           f"None or in [0, {MAX_TOP_LOGPROBS}]"))
         for name, valid, expected in checks:
             if not valid:
                 raise ValueError(f"{name} is {getattr(self, name)!r}, expected {expected}")

@@ -40,15 +40,18 @@ def own_cache(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not ON_X86_LINUX, reason="the override is for x86-64 Linux")
 @pytest.mark.parametrize("cpu_info, requested, expected", [
-    (cpu("AuthenticAMD", *AVX2_FLAGS, *VNNI_FLAGS), "auto", "mkl-vnni"),
+    (cpu("AuthenticAMD", *AVX2_FLAGS, *VNNI_FLAGS), "auto", "exact-vnni"),
+    (cpu("AuthenticAMD", *AVX2_FLAGS, *VNNI_FLAGS), "mkl-vnni", "mkl-vnni"),
     (cpu("AuthenticAMD", *AVX2_FLAGS), "auto", "exact-avx2"),
     (cpu("AuthenticAMD", "sse4_2"), "auto", "onednn"),
-    (cpu("GenuineIntel", *AVX2_FLAGS, *VNNI_FLAGS), "auto", "mkl"),
+    (cpu("GenuineIntel", *AVX2_FLAGS, *VNNI_FLAGS), "auto", "exact-vnni"),
     (cpu("GenuineIntel", *AVX2_FLAGS, "avx_vnni"), "auto", "mkl"),
     (cpu("GenuineIntel", *AVX2_FLAGS, "avx512f"), "auto", "exact-avx2"),  # saturating MKL
     (cpu("GenuineIntel", *AVX2_FLAGS), "exact-avx2", "exact-avx2"),
     (cpu("AuthenticAMD", *AVX2_FLAGS, *VNNI_FLAGS), "onednn", "onednn"),
     (cpu("AuthenticAMD", *AVX2_FLAGS), "mkl-vnni", "onednn"),  # the CPU cannot run it
+    (cpu("AuthenticAMD", *AVX2_FLAGS), "exact-vnni", "onednn"),
+    (cpu("GenuineIntel", *AVX2_FLAGS, "avx_vnni"), "exact-vnni", "mkl"),  # no AVX-512
     (cpu("HygonGenuine", *AVX2_FLAGS), "auto", "exact-avx2"),
 ])
 def test_plan_picks_the_backend_the_cpu_can_run(cpu_info, requested, expected):
@@ -84,6 +87,18 @@ def test_the_selftest_rejects_mkls_saturating_avx2_kernels():
     verdict = gemm_backend.run_selftest("mkl-raw:5")
     assert verdict["ok"] is False
     assert "outputs wrong" in verdict["detail"]
+
+
+@needs_avx2_shim
+def test_the_exact_vnni_selftest_passes_only_where_the_cpu_has_vnni():
+    """vpdpbusd on a CPU without AVX-512 VNNI dies of SIGILL: in the self-test's process."""
+    verdict = gemm_backend.run_selftest("exact-vnni")
+    if CPU.has(VNNI_FLAGS):
+        assert verdict["ok"], verdict
+        assert verdict["cases"] >= 9
+    else:
+        assert verdict["ok"] is False
+        assert "ended with code" in verdict["detail"]
 
 
 @needs_avx2_shim
@@ -124,7 +139,7 @@ def test_the_runtime_falls_back_to_onednn_when_the_selftest_fails():
 def test_the_verdict_is_cached_per_cpu_and_library(tmp_path):
     cache = tmp_path / "verdicts"
     env = {"PYG_EDGE_CACHE": str(cache)}
-    # exact-avx2 runs on any AVX2 CPU; auto would pick mkl on an Intel VNNI CPU, untested.
+    # exact-avx2 runs on any AVX2 CPU, where auto may pick another backend.
     first = run_child(CHOICE_CHILD.format(gemm="exact-avx2"), env)
     assert first["backend"] == "exact-avx2"
     verdicts = json.loads((cache / "gemm-selftest.json").read_text())
@@ -170,16 +185,21 @@ print(json.dumps(out))
 """
 
 
+EXACT_BACKENDS = ["exact-avx2", pytest.param("exact-vnni", marks=pytest.mark.skipif(
+    not CPU.has(VNNI_FLAGS), reason="needs AVX-512 VNNI (its refusal is tested above)"))]
+
+
 @needs_avx2_shim
-def test_exact_avx2_keeps_every_fixture_exact_and_int8_close(converted):
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_exact_backends_keep_every_fixture_exact_and_int8_close(converted, backend):
     folders = {name: {q: str(converted(name, q)) for q in ("float32", "int8")}
                for name in CHECKPOINT_NAMES}
-    code = EXACTNESS_CHILD.format(gemm="exact-avx2")
+    code = EXACTNESS_CHILD.format(gemm=backend)
     done = subprocess.run([sys.executable, "-c", code, json.dumps(folders)], cwd=TESTS,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["backend"] == "exact-avx2"
+    assert result["backend"] == backend
     assert result["shim_calls"] > 0  # CTranslate2's int8 products went through the extension
     for name in CHECKPOINT_NAMES:
         assert result[name]["float32_diff"] < 1e-3, name
@@ -207,7 +227,8 @@ print(json.dumps({{"diff": float(np.abs(int8 - f32).max()),
 
 
 @needs_avx2_shim
-def test_exact_avx2_int8_stays_close_to_float32_on_the_trained_demo(tmp_path):
+@pytest.mark.parametrize("backend", EXACT_BACKENDS)
+def test_exact_int8_stays_close_to_float32_on_the_trained_demo(tmp_path, backend):
     """Trained weights and real text: int8 products exact, only quantization differs.
 
     (oneDNN's int8 path on AVX2 CPUs without VNNI saturates 16-bit sums: on the project's
@@ -221,7 +242,7 @@ def test_exact_avx2_int8_stays_close_to_float32_on_the_trained_demo(tmp_path):
     f32 = tmp_path / "demo-f32"
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(f32), "float32")
     text = TESTS.parent / "models" / "demo" / "heldout.txt"  # fixed dialogue text
-    result = run_child(INT8_CHILD.format(gemm="exact-avx2", f32=str(f32), text=str(text)))
+    result = run_child(INT8_CHILD.format(gemm=backend, f32=str(f32), text=str(text)))
     assert result["diff"] < 1.0
     assert result["top1"] >= 0.98
 
@@ -237,7 +258,9 @@ print(json.dumps({{"backend": gemm_backend.current_choice().backend,
 
 @needs_avx2_shim
 @pytest.mark.parametrize("gemm, user, expected", [
-    ("exact-avx2", None, "1"), ("exact-avx2", "0", "0"), ("onednn", None, None)])
+    ("exact-avx2", None, "1"), ("exact-avx2", "0", "0"), ("onednn", None, None),
+    pytest.param("exact-vnni", None, "1", marks=pytest.mark.skipif(
+        not CPU.has(VNNI_FLAGS), reason="needs AVX-512 VNNI"))])
 def test_onemkl_memory_goes_to_the_heap_unless_the_user_says_otherwise(monkeypatch, gemm,
                                                                         user, expected):
     monkeypatch.delenv("MKL_DISABLE_FAST_MM", raising=False)

@@ -18,6 +18,7 @@ from pyg_edge.server.common import (
     limits,
     stream_sse,
 )
+from pyg_edge.server.logprobs import llamacpp_probabilities
 from pyg_edge.server.openai import parse_completion
 from pyg_edge.server.options import single_reply
 from pyg_edge.server.params import BadRequest, field
@@ -83,11 +84,18 @@ async def completion(request):
     prompt = fitted_prompt(request, parsed)
     if field(body, "stream", bool, False):
         return await stream_sse(request, prompt, parsed.options,
-                                lambda piece: {"content": piece, "stop": False},
+                                lambda piece: _chunk(piece, parsed.options),
                                 done=lambda stats: [_final(request, "", stats, parsed)],
                                 room=parsed.room)
     text, stats = await generate(request, prompt, parsed.options, room=parsed.room)
     return web.json_response(_final(request, text, stats, parsed))
+
+
+def _chunk(piece, options) -> dict:
+    chunk = {"content": piece, "stop": False}
+    if options.top_logprobs is not None:
+        chunk["completion_probabilities"] = llamacpp_probabilities(piece.logprobs)
+    return chunk
 
 
 def _final(request, text: str, stats, parsed) -> dict:
@@ -103,6 +111,8 @@ def _final(request, text: str, stats, parsed) -> dict:
         "timings": {
             "prompt_n": stats.prompt_tokens, "prompt_ms": round(process * 1000, 1),
             "predicted_n": stats.new_tokens, "predicted_ms": round(evaluate * 1000, 1)}}
+    if parsed.options.top_logprobs is not None and text:  # the streamed end has none
+        reply["completion_probabilities"] = llamacpp_probabilities(stats.token_logprobs)
     if parsed.notes:
         reply["warnings"] = list(parsed.notes)
     return reply

@@ -31,6 +31,7 @@ from pyg_edge.server.common import (
     limits,
     stream_sse,
 )
+from pyg_edge.server.logprobs import chat_logprobs, requested_top, text_logprobs
 from pyg_edge.server.options import (
     Completion,
     Limits,
@@ -76,6 +77,7 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
     )
     options = apply_client_settings(body, options, limits.vocab_size, notes)
     n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
+    options = options.with_overrides(top_logprobs=requested_top(body, notes, n))
     prompt = completion_prompt(body) if prompt is None else prompt
     return Completion(prompt, options, context, n=n, notes=notes)
 
@@ -134,13 +136,29 @@ async def _reply(request, body, kind, prompt, completion: Completion):
         text, stats = await generate(request, prompt, options, n=n, others=others,
                                      room=completion.room)
         reply = completion_body(kind, name, text, stats, warnings=list(completion.notes))
+        if options.top_logprobs is not None:
+            reply["choices"][0]["logprobs"] = _logprobs(kind, stats.token_logprobs)
         return web.json_response(add_choices(reply, kind, others))
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
+    shown = [0]  # text streamed so far, where the next chunk's token offsets start
+
+    def chunk(piece):
+        body = chunk_body(kind, name, ident, piece)
+        if options.top_logprobs is not None:
+            body["choices"][0]["logprobs"] = _logprobs(kind, piece.logprobs, shown[0])
+            shown[0] += len(piece)
+        return body
+
     return await stream_sse(
-        request, prompt, options, lambda p: chunk_body(kind, name, ident, p),
+        request, prompt, options, chunk,
         done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
                             *other_chunks(kind, name, ident, others), "[DONE]"],
         n=n, others=others, room=completion.room)
+
+
+def _logprobs(kind: str, entries, offset: int = 0) -> dict:
+    return chat_logprobs(entries) if kind == "chat.completion" else text_logprobs(entries,
+                                                                                   offset)
 
 
 def completion_body(kind: str, model: str, text: str, stats, created: int = 0,
