@@ -61,7 +61,9 @@ from runtime_engines import (
 RESULTS = Path(__file__).parent / "results"
 # The engine the ratios compare with: what `pyg-edge convert` makes by default, if run.
 REFERENCES = ("pyg-edge-chunked", "pyg-edge")
-DEFAULT_ENGINES = "pyg-edge-chunked,pyg-edge-packed,openvino-int8,ort-int8,hf-int8"
+# ort-int8 is left out by default: onnxruntime's quantize_dynamic of the float32 export
+# went past 24 GB of RSS and was killed on the project's machine (2026-12-05).
+DEFAULT_ENGINES = "pyg-edge-chunked,pyg-edge-packed,openvino-int8,hf-int8"
 PEERS = ("openvino-int8", "ort-int8", "hf-int8")
 FIRST_TOKEN_PROMPTS = (1000, 1556)
 NEW_TOKENS = 128
