@@ -8,7 +8,9 @@
 
 import argparse
 
-from bench_chat_turn import WORDS, WORK, ensure_model
+from bench_runtime import prompt_ids
+
+from bench_chat_turn import WORK, ensure_model
 from machine import describe_machine
 from median_spread import spread
 from pyg_edge.model import PygModel
@@ -19,12 +21,11 @@ PROMPT_TOKENS, NEW_TOKENS = 500, 64
 
 
 def prompt_text(count: int) -> str:
-    """count tokens of the benchmarks' word list, as text."""
+    """count tokens of the benchmarks' word list, as text (bench_runtime's prompts)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
-    words = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(2 * count))
-    return tokenizer.decode(tokenizer.encode(words).ids[:count])
+    return tokenizer.decode(prompt_ids(count))
 
 
 def main():

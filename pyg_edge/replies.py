@@ -17,7 +17,7 @@ from pyg_edge.stopping import StopFilter
 # Each reply holds its own copy of the prompt's state (about 1 GB at 1,500 tokens on the
 # 2.7B shape on CPU), so a few are useful and many only exhaust memory.
 MAX_REPLIES = 8
-_DONE = object()
+BATCH_DONE = object()  # what wait_for_batch puts last
 
 
 def check_reply_count(n) -> int:
@@ -138,7 +138,7 @@ def sample_replies(generator, tokenizer, request, result: Replies, cancel, kwarg
         [tokenizer.tokens(request.dynamic_ids)], asynchronous=True, beam_size=1,
         num_hypotheses=len(replies), include_prompt_in_result=False, callback=on_step,
         **kwargs)
-    waiter = threading.Thread(target=_wait_for, args=(batch, pieces), daemon=True)
+    waiter = threading.Thread(target=wait_for_batch, args=(batch, pieces), daemon=True)
     waiter.start()
     try:
         yield from _drain(pieces, cancel)
@@ -148,13 +148,15 @@ def sample_replies(generator, tokenizer, request, result: Replies, cancel, kwarg
         _collect(replies, result, n)
 
 
-def _wait_for(batch, pieces: queue.Queue) -> None:
+def wait_for_batch(batch, out: queue.Queue) -> None:
+    """Waits for an asynchronous generate_batch; puts its error, if any, then BATCH_DONE on
+    out (for a reader in another thread, which raises the error)."""
     try:
         for async_result in batch:
             async_result.result()
-    except Exception as error:  # noqa: BLE001  raised to the caller by _drain
-        pieces.put(error)
-    pieces.put(_DONE)
+    except Exception as error:  # noqa: BLE001  raised to the reader
+        out.put(error)
+    out.put(BATCH_DONE)
 
 
 def _drain(pieces: queue.Queue, cancel) -> Iterator[str]:
@@ -166,7 +168,7 @@ def _drain(pieces: queue.Queue, cancel) -> Iterator[str]:
         item = pieces.get()
         if cancel is not None and cancel.is_set():
             return
-        if item is _DONE:
+        if item is BATCH_DONE:
             return
         if isinstance(item, Exception):
             raise item

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pyg_edge.replies import BATCH_DONE, wait_for_batch
+
 # OpenAI allows 20 alternatives per token; SillyTavern asks for 5 (chat) or 10 (text).
 MAX_TOP_LOGPROBS = 20
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -116,18 +117,10 @@ def steps_with_logits(generator, prompt_tokens: list, kwargs: dict) -> Iterator:
                                      include_prompt_in_result=False, return_logits_vocab=True,
                                      callback=on_step, **kwargs)
 
-    def wait() -> None:
-        try:
-            for result in batch:
-                result.result()
-        except Exception as error:  # noqa: BLE001  raised to the reader below
-            steps.put(error)
-        steps.put(_DONE)
-
-    waiter = threading.Thread(target=wait, daemon=True)
+    waiter = threading.Thread(target=wait_for_batch, args=(batch, steps), daemon=True)
     waiter.start()
     try:
-        while (item := steps.get()) is not _DONE:
+        while (item := steps.get()) is not BATCH_DONE:
             if isinstance(item, Exception):
                 raise item
             yield item
