@@ -57,8 +57,16 @@ sys.path.insert(0, str(ROOT / "tests"))  # the SillyTavern prompt builder the te
 from sillytavern_prompt import sillytavern_prompt  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-MODES = ("no reuse", "reuse", "smart")
-CHILD = {"no reuse": "plain", "reuse": "reuse", "smart": "smart"}
+CHILDREN = ("plain", "reuse", "smart")
+
+
+def modes(fractions) -> list:
+    """The modes a replay runs: no reuse, reuse, then smart context at each fraction."""
+    return ["no reuse", "reuse"] + [f"smart {f:g}" for f in fractions]
+
+
+def smart_modes(results: dict) -> list:
+    return [m for m in results if m.startswith("smart")]
 
 
 def speeches(path: Path) -> list:
@@ -112,7 +120,7 @@ async def replay(model, args, mode: str) -> list:
     options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
                               stop=("\nYou:", f"\n{card.name}:"), max_new_tokens=args.new_tokens)
     queue = GenerationQueue(model, reuse_prefixes=mode != "plain",
-                            smart_context=args.smart_context if mode == "smart" else 0)
+                            smart_context=float(args.smart_context) if mode == "smart" else 0)
     chat = [Message(card.name, card.greeting)] if card.greeting else []
     first_line = None
     rows, earlier = [], []
@@ -181,8 +189,9 @@ def top2_gap(scorer, tokenizer, text: str) -> float:
 
 
 def run_mode(args, mode: str) -> dict:
-    command = [sys.executable, __file__, "--child", CHILD[mode],
-               "--smart-context", str(args.smart_context),
+    kind = {"no reuse": "plain", "reuse": "reuse"}.get(mode, "smart")
+    command = [sys.executable, __file__, "--child", kind,
+               "--smart-context", mode.split()[-1] if kind == "smart" else "0",
                "--model", str(args.model), "--card", str(args.card), "--device", args.device,
                "--turns", str(args.turns), "--new-tokens", str(args.new_tokens),
                "--threads", str(args.threads), "--swipe-every", str(args.swipe_every),
@@ -192,7 +201,8 @@ def run_mode(args, mode: str) -> dict:
 
 
 def report(args, results: dict) -> None:
-    first = results["smart"][0]
+    smart = smart_modes(results)
+    first = results[smart[0]][0]
     context = first["context"]
     print(f"machine: {describe_machine()}")
     print(f"settings: {Path(args.model).name}, {first['device']} {first['compute_type']}, "
@@ -201,21 +211,25 @@ def report(args, results: dict) -> None:
           f"{Path(args.card).name}, {args.turns} turns, a swipe every {args.swipe_every}, "
           f"{args.new_tokens} new tokens (greedy), smart context {args.smart_context}, "
           f"{args.runs} run(s) per mode, load {first['load']:.1f} s\n")
-    print("| turn | full | prompt tokens sent | shared with an earlier prompt | tokens read: "
-          "reuse | model's prompt: smart | tokens read: smart | first token s: no reuse | "
-          "reuse | smart | peak RSS GB so far: no reuse | reuse | smart |")
-    print("| --- " * 13 + "|")
+    every = list(results)
+    columns = (["turn", "full", "prompt tokens sent", "shared with an earlier prompt",
+                "tokens read: reuse"]
+               + [f"model's prompt, tokens read: {m}" for m in smart]
+               + [f"first token s: {m}" for m in every] + [f"peak RSS GB so far: {m}"
+                                                          for m in every])
+    print("| " + " | ".join(columns) + " |")
+    print("| --- " * len(columns) + "|")
     reuse = results["reuse"][0]["rows"]
     for i, row in enumerate(first["rows"]):
-        times = {m: [r["rows"][i]["first"] for r in results[m]] for m in MODES}
-        print(f"| {row['turn']} | {'yes' if row['full'] else ''} | {row['sent']} | "
-              f"{row['shared']} | {reuse[i]['read']} | {row['prompt']} | {row['read']} | "
-              f"{spread(times['no reuse'], 2)} | {spread(times['reuse'], 2)} | "
-              f"{spread(times['smart'], 2)} | "
-              + " | ".join(f"{results[m][0]['rows'][i]['rss'] / 1e9:.2f}" for m in MODES)
-              + " |")
-    rss = {m: spread([r["peak_rss"] / 1e9 for r in results[m]], 2) for m in MODES}
-    print("\npeak RSS GB: " + ", ".join(f"{m} {rss[m]}" for m in MODES))
+        cells = [row["turn"], "yes" if row["full"] else "", row["sent"], row["shared"],
+                 reuse[i]["read"]]
+        cells += [f"{results[m][0]['rows'][i]['prompt']}, {results[m][0]['rows'][i]['read']}"
+                  for m in smart]
+        cells += [spread([r["rows"][i]["first"] for r in results[m]], 2) for m in every]
+        cells += [f"{results[m][0]['rows'][i]['rss'] / 1e9:.2f}" for m in every]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    rss = {m: spread([r["peak_rss"] / 1e9 for r in results[m]], 2) for m in every}
+    print("\npeak RSS GB: " + ", ".join(f"{m} {rss[m]}" for m in every))
     summarize(results)
 
 
@@ -225,10 +239,10 @@ def median_first(results: dict, mode: str, i: int) -> float:
 
 def summarize(results: dict) -> None:
     """The targets once the context is full, and the exactness checks."""
-    rows = results["smart"][0]["rows"]
+    rows = results["reuse"][0]["rows"]
     full = [i for i, r in enumerate(rows) if r["full"]]
     every = range(len(rows))
-    for mode in ("reuse", "smart"):
+    for mode in ["reuse"] + smart_modes(results):
         ratios = [median_first(results, mode, i) / median_first(results, "no reuse", i)
                   for i in every]
         if full:
@@ -248,13 +262,14 @@ def summarize(results: dict) -> None:
     differing = text_differences({m: results[m] for m in ("no reuse", "reuse")})
     print("reuse: same generated text as no reuse: "
           + ("yes" if not differing else "NO: " + "; ".join(differing)))
-    checked = [(r["turn"], r["uncached_same"]) for run in results["smart"] for r in run["rows"]
-               if "uncached_same" in r]
-    wrong = [f"{r['turn']} (top-2 logit gap there {r['gap']:.3f})" for run in results["smart"]
-             for r in run["rows"] if r.get("uncached_same") is False]
-    print(f"smart: {len(checked)} turns read a shorter prompt than sent; greedy text equal "
-          f"to an uncached run of that prompt: "
-          + ("all" if not wrong else "NOT on turns " + ", ".join(wrong)))
+    for mode in smart_modes(results):
+        checked = [r["turn"] for run in results[mode] for r in run["rows"]
+                   if "uncached_same" in r]
+        wrong = [f"{r['turn']} (top-2 logit gap there {r['gap']:.3f})" for run in results[mode]
+                 for r in run["rows"] if r.get("uncached_same") is False]
+        print(f"{mode}: {len(checked)} turns read a shorter prompt than sent; greedy text "
+              f"equal to an uncached run of that prompt: "
+              + ("all" if not wrong else "NOT on turns " + ", ".join(wrong)))
 
 
 def text_differences(results: dict) -> list:
@@ -289,17 +304,18 @@ def main():
                         help="SillyTavern's response length (default: 350 at 2,048, scaled)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--smart-context", type=float, default=DEFAULT_FRACTION,
-                        help="the smart mode's fraction (serve --smart-context)")
-    parser.add_argument("--child", choices=tuple(CHILD.values()), help=argparse.SUPPRESS)
+    parser.add_argument("--smart-context", default=str(DEFAULT_FRACTION),
+                        help="the smart mode's fraction (serve --smart-context); several, "
+                             "comma-separated, run a smart mode each")
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
     if args.model is None:
         args.model = demo_model() if args.demo else ensure_model(WORK / "neo27-st-int8-chunk1024")
-    results = {m: [] for m in MODES}
+    results = {m: [] for m in modes(float(f) for f in args.smart_context.split(","))}
     for _ in range(args.runs):  # interleaved: each run has every mode
-        for mode in MODES:
+        for mode in results:
             results[mode].append(run_mode(args, mode))
     report(args, results)
 

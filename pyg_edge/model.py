@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning, release_freed_memory
 from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
-from pyg_edge.gemm_backend import load_ctranslate2
+from pyg_edge.gemm_backend import load_ctranslate2, packs_weights
 from pyg_edge.generation_stats import GenerationStats
 from pyg_edge.model_folder import DEVICES, auto_compute_type, pick_device, read_metadata
 from pyg_edge.prefill import PromptSpeed, exact_cut
@@ -125,7 +125,7 @@ class PygModel:
         if self._generator is not None:
             self._generator.unload_model()
             self._generator = None
-            release_freed_memory()
+            self._release_after_load()
         self._ct2.set_random_seed(_UNSEEDED if seed is None else seed)
         try:
             self._generator = self._ct2.Generator(
@@ -134,7 +134,7 @@ class PygModel:
             )
         except (RuntimeError, ValueError) as error:
             raise ModelLoadError(f"cannot load {self.path} on {self.device}: {error}") from None
-        release_freed_memory()
+        self._release_after_load()
         self._fresh_seed = seed
         self._cached_prefixes = set()
 
@@ -385,11 +385,17 @@ class PygModel:
             # Reloading empties the cache: 2.7 s at the 2.7B shape, against 11.6 s for a
             # first load (benchmarks/bench_chat_turn.py).
             self._generator.unload_model()
-            release_freed_memory()  # before the load, whose peak holds two copies
+            self._release_after_load()  # before the load, whose peak may hold two copies
             self._generator.load_model()
-            release_freed_memory()
+            self._release_after_load()
             self._cached_prefixes = set()
         self._cached_prefixes.add(static_ids)
+
+    def _release_after_load(self) -> None:
+        """Returns freed heap memory to the system around a load that packs its weights:
+        other loads free little, and the next passes would fault in what they reuse."""
+        if self.device != "cpu" or packs_weights():
+            release_freed_memory()
 
     def _banned_sequences(self, request) -> list:
         """Token sequences to suppress: the banned strings that no stop string ends first.

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 logger = logging.getLogger("pyg_edge")
 
-DEFAULT_FRACTION = 0.5
+DEFAULT_FRACTION = 0.75
 # A prompt that shifted is "full" when it takes at least this share of the client's room:
 # below it the client shortened the chat on purpose (an edit, a deleted message).
 FULL_SHARE = 0.75
@@ -98,7 +98,7 @@ class SmartContext:
         previous, self._previous = self._previous, text
         if not self.fraction:
             return Fitted(text)
-        fitted = self._match(text, speakers)
+        fitted = self._match(text, room, speakers)
         if fitted is None:
             self._head = self._block = None
             if previous is not None and self._is_full_shift(text, previous, room):
@@ -117,11 +117,12 @@ class SmartContext:
         extends = text.startswith(previous.rstrip())
         return not extends and self.count(text) >= FULL_SHARE * room
 
-    def _match(self, text: str, speakers) -> Fitted | None:
+    def _match(self, text: str, room: int, speakers) -> Fitted | None:
         """The kept block found again in text (at a message start), or None."""
-        if self._block is None or not text.startswith(self._head):
+        start = self._kept_card_end(text) if self._block is not None else None
+        if start is None:
             return None
-        at = text.find(self._block, len(self._head))
+        at = text.find(self._block, start)
         while at >= 0 and not _starts_message(text, at, speakers):
             at = text.find(self._block, at + 1)
         if at < 0:
@@ -130,9 +131,29 @@ class SmartContext:
         static = len(self._head) + len(self._block)
         if self.max_dynamic is not None and self.count(kept[static:]) > self.max_dynamic:
             return None
-        history = self.count(text[len(self._head):_last_line(text)])
+        if start != len(self._head) and self.count(kept) > room:
+            return None  # the examples kept take the room the client made for the history
+        history = self.count(text[start:_last_line(text)])
         return Fitted(kept, static, "match", self.count(kept[len(self._head):_last_line(kept)]),
                       history)
+
+    def _kept_card_end(self, text: str) -> int | None:
+        """Where text's history starts if its card is the kept one, else None.
+
+        A client that pushes its example dialogues out as the chat grows (SillyTavern's
+        default: the last examples go first) sends a card that is the kept one less some
+        trailing "<START>" blocks. The kept card, examples included, stays until the next
+        cut: dropping them now would cost a new cached prefix each turn they go.
+        """
+        if text.startswith(self._head):
+            return len(self._head)
+        if not self._head.endswith(_CHAT_START):
+            return None
+        chat = text.rfind(_CHAT_START, 0, _last_line(text))
+        examples = text[:chat]  # the card less its chat start
+        if chat < 0 or not self._head.startswith(examples + _CHAT_START):
+            return None
+        return chat + len(_CHAT_START)
 
     def _cut(self, text: str, previous: str, room: int, speakers) -> Fitted | None:
         """Keeps the card and the newest `fraction` of the history room."""

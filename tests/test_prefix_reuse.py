@@ -11,6 +11,7 @@ from pyg_edge.prefill import exact_cut
 from pyg_edge.prefix_reuse import BLOCK, PrefixPlanner
 from pyg_edge.prompt import Message, Prompt
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.smart_context import DEFAULT_FRACTION
 from pyg_edge.server import create_app
 from pyg_edge.server.common import QUEUE
 from server_harness import RunningServer
@@ -248,7 +249,7 @@ def test_serve_can_turn_the_prefix_cache_off(monkeypatch, tiny_model):
     for reuse in (False, True):
         queue = create_app(tiny_model, reuse_prefixes=reuse)[QUEUE]
         assert (queue.prefixes is not None) == reuse
-        assert queue.smart.fraction == (0.5 if reuse else 0)  # no smart context uncached
+        assert queue.smart.fraction == (DEFAULT_FRACTION if reuse else 0)  # no smart context uncached
         queue.close()
 
 
@@ -261,7 +262,7 @@ def test_serve_takes_the_smart_context_fraction(monkeypatch, tiny_model):
                          ).exit_code == 0
     assert runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "0"]
                          ).exit_code == 0
-    assert [args[-1] for args in served] == [0.5, 0.3, 0.0]
+    assert [args[-1] for args in served] == [DEFAULT_FRACTION, 0.3, 0.0]
     refused = runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "1"])
     assert refused.exit_code != 0 and "smart-context" in refused.output
 

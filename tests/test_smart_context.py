@@ -173,7 +173,7 @@ def test_every_turn_of_a_full_chat_equals_an_uncached_run_of_what_the_model_read
 
 def test_a_growing_chat_whose_rest_outgrew_one_pass_is_cut_like_a_full_one():
     prompts = chat_prompts(6, words, 400, 50)
-    smart = SmartContext(words)
+    smart = SmartContext(words, 0.5)
     fit_all(smart, prompts[:-1], 350)
     fitted = smart.fit(prompts[-1], 150, SPEAKERS, outgrown=True)  # half of 150 less the card
     assert fitted.event == "cut" and fitted.kept_tokens < fitted.history_tokens
