@@ -12,7 +12,9 @@ SmartContext instead:
    client still sends older messages before it), drops what comes before it, keeps the
    card in front, and the turn reads only what follows the cached block;
 3. cuts again when the client's own trimming reaches into the kept block, the card
-   changes, or what follows the block outgrows one exact prompt pass. A chat that grows
+   changes, or what follows the block outgrows one exact prompt pass. Example dialogues
+   that the client pushes out of the card as the chat grows are no change: the kept card
+   keeps them until the next cut. A chat that grows
    while its context has room keeps its first cached prefix (the card) for as long as the
    rest is one exact pass, and is cut when it outgrows it: replacing a cached prefix means
    reloading the model, which would make that turn slower than no reuse at all.
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 logger = logging.getLogger("pyg_edge")
 
-DEFAULT_FRACTION = 0.75
+DEFAULT_FRACTION = 0.8
 # A prompt that shifted is "full" when it takes at least this share of the client's room:
 # below it the client shortened the chat on purpose (an edit, a deleted message).
 FULL_SHARE = 0.75

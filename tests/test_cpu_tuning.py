@@ -52,3 +52,21 @@ def test_the_chosen_settings_stay_exact(converted):
         result["diff"] = float(np.abs(logits - ref["logits"]).max())
     """)
     assert result["diff"] < 1e-3
+
+
+@LINUX_ONLY
+def test_the_kept_heap_is_not_trimmed_even_past_two_gigabytes_free():
+    """glibc's largest positive trim threshold (2 GB) still gave a freed model back to the
+    system, so its reload and the next pass faulted every page in again."""
+    result = in_child({}, """
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc.restype = libc.sbrk.restype = ctypes.c_void_p
+        libc.malloc.argtypes, libc.free.argtypes = [ctypes.c_size_t], [ctypes.c_void_p]
+        libc.sbrk.argtypes = [ctypes.c_ssize_t]
+        block = libc.malloc(5 * 2**29)  # 2.5 GB of address space, never touched
+        grown = libc.sbrk(0)
+        libc.free(block)
+        result["kept"] = libc.sbrk(0) == grown and block is not None
+    """)
+    assert result == {"keep_heap": True, "kept": True}

@@ -267,3 +267,18 @@ def test_onemkl_memory_goes_to_the_heap_unless_the_user_says_otherwise(monkeypat
     env = {} if user is None else {"MKL_DISABLE_FAST_MM": user}
     result = run_child(MKL_MEMORY_CHILD.format(gemm=gemm), env)
     assert result == {"backend": gemm, "fast_mm": expected}
+
+
+@pytest.mark.parametrize("backend, packed_env, expected", [
+    (None, None, True), ("mkl-vnni", None, True), ("mkl", None, True),
+    ("mkl-vnni", "0", False), ("exact-vnni", None, False), ("exact-avx2", None, False),
+    ("onednn", None, False)])
+def test_only_packed_loads_count_as_packing_their_weights(monkeypatch, backend, packed_env,
+                                                          expected):
+    choice = None if backend is None else gemm_backend.GemmChoice(backend, "test")
+    monkeypatch.setattr(gemm_backend, "_choice", choice)
+    if packed_env is None:
+        monkeypatch.delenv("CT2_PACKED_GEMM", raising=False)
+    else:
+        monkeypatch.setenv("CT2_PACKED_GEMM", packed_env)
+    assert gemm_backend.packs_weights() is expected

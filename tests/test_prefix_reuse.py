@@ -3,6 +3,7 @@
 import pytest
 from click.testing import CliRunner
 
+import pyg_edge.model as model_module
 import pyg_edge.server
 from pyg_edge.characters import Character
 from pyg_edge.cli import main
@@ -279,3 +280,20 @@ def test_keep_cached_reuses_one_prefix_while_the_rest_is_one_exact_pass():
     assert planner.outgrown(first + tuple(range(5000, 6100)), cached)  # past the chunk
     # Without keep_cached a new prefix is frozen once 256 tokens follow the cached one.
     assert PrefixPlanner(2048, 1024).plan(first + tuple(range(5000, 5800)), cached) > 300
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_reload_returns_freed_memory_only_after_a_packing_load(monkeypatch, tiny_model,
+                                                                 packed):
+    """An unpacked reload reuses the heap it left (no fresh pages for the next pass); a
+    packed one held the weights twice and gives back what it freed, before and after."""
+    trims = []
+    monkeypatch.setattr(model_module, "packs_weights", lambda: packed)
+    monkeypatch.setattr(model_module, "release_freed_memory", lambda: trims.append(1))
+    for i in range(MAX_CACHED_PREFIXES + 1):  # one distinct prefix too many: one reload
+        if i == 1:
+            trims.clear()  # the first may have emptied a cache an earlier test filled
+        tiny_model.generate(f"Story {i}. " + words(i * 3, 30), max_new_tokens=1,
+                            static_tokens=20)
+    assert len(tiny_model.cached_prefixes) == 1  # emptied, then the last prefix cached
+    assert len(trims) == (2 if packed else 0)

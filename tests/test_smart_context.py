@@ -7,6 +7,7 @@ uncached run of the text the model read.
 
 import asyncio
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -33,12 +34,13 @@ def sentence(i: int, n: int) -> str:
     return f"{i}: " + " ".join(WORDS[(i * 5 + k) % len(WORDS)] for k in range(n)) + "."
 
 
-def chat_prompts(turns: int, count, context: int, response: int, reply_words: int = 6):
+def chat_prompts(turns: int, count, context: int, response: int, reply_words: int = 6,
+                 card: Character = CARD):
     """The prompts SillyTavern sends for a chat of `turns` turns, oldest first."""
     chat, prompts = [Message("Aqua", sentence(0, 4))], []
     for i in range(1, turns + 1):
         chat.append(Message("You", sentence(2 * i, 3), is_user=True))
-        prompts.append(sillytavern_prompt(CARD, chat, count, context, response))
+        prompts.append(sillytavern_prompt(card, chat, count, context, response))
         chat.append(Message("Aqua", sentence(2 * i + 1, reply_words)))
     return prompts
 
@@ -79,6 +81,28 @@ def test_a_full_chat_is_cut_deep_once_then_matched_until_the_client_trims_into_t
         if after.event == "match":
             static = before.text[:before.static_chars]
             assert after.text.startswith(static) and after.static_chars == len(static)
+
+
+def test_examples_the_client_pushes_out_stay_until_the_next_cut():
+    """SillyTavern drops a card's last example each turn the chat outgrows it: the cached
+    card keeps them (one cut, not one per dropped example) while the room allows."""
+    card = replace(CARD, example_dialogue=tuple(
+        f"You: {sentence(100 + k, 4)}\nAqua: {sentence(200 + k, 6)}" for k in range(4)))
+    room = 300 - 40
+    prompts = chat_prompts(40, words, 300, 40, card=card)
+    examples = [p.count("<START>") - 1 for p in prompts]
+    fitted = fit_all(SmartContext(words, 0.5), prompts, room)
+    first_cut = next(i for i, f in enumerate(fitted) if f.event == "cut")
+    pushed_out = [i for i in range(first_cut + 1, len(prompts))
+                  if 0 < examples[i] < examples[first_cut]]
+    assert pushed_out  # the client dropped examples after the cut, before its own trim
+    head = fitted[first_cut].text[:fitted[first_cut].text.rindex("<START>\n") + 8]
+    for i in pushed_out:
+        assert fitted[i].event == "match" and fitted[i].text.startswith(head)
+        assert words(fitted[i].text) <= room
+    cuts = [f for f in fitted[first_cut:] if f.event == "cut"]
+    assert all(f.text.startswith(cuts[-1].text[:cuts[-1].text.rindex("<START>")]) for f in
+               fitted[fitted.index(cuts[-1]):])  # the next cut takes the client's card
 
 
 def test_the_kept_share_follows_the_fraction():
