@@ -27,7 +27,8 @@ logger = logging.getLogger("pyg_edge")
 
 # Each cached prefix of a 1,400-token prompt holds ~0.9 GB at the 2.7B shape (DESIGN.md 3).
 # One is enough: smart context keeps a full chat's prefix stable, a growing chat's next
-# prefix replaces the last, and emptying the cache (a reload) takes 1.4-2.7 s there.
+# prefix replaces the last, and emptying the cache (a reload) takes 0.9 s there with
+# unpacked weights (exact-vnni), 1.4-2.7 s with packed ones.
 MAX_CACHED_PREFIXES = 1
 # Prompt passes at least this long are announced to on_long_prompt.
 LONG_PROMPT_TOKENS = 256
@@ -382,8 +383,8 @@ class PygModel:
             return
         if len(self._cached_prefixes) >= MAX_CACHED_PREFIXES:
             logger.info("dropping %d cached prompt prefixes", len(self._cached_prefixes))
-            # Reloading empties the cache: 2.7 s at the 2.7B shape, against 11.6 s for a
-            # first load (benchmarks/bench_chat_turn.py).
+            # Reloading empties the cache: 0.9 s at the 2.7B shape with unpacked weights
+            # and a kept heap, 2.7 s with packed ones (benchmarks/bench_chat_turn.py).
             self._generator.unload_model()
             self._release_after_load()  # before the load, whose peak may hold two copies
             self._generator.load_model()

@@ -14,10 +14,10 @@ SmartContext instead:
 3. cuts again when the client's own trimming reaches into the kept block, the card
    changes, or what follows the block outgrows one exact prompt pass. Example dialogues
    that the client pushes out of the card as the chat grows are no change: the kept card
-   keeps them until the next cut. A chat that grows
-   while its context has room keeps its first cached prefix (the card) for as long as the
-   rest is one exact pass, and is cut when it outgrows it: replacing a cached prefix means
-   reloading the model, which would make that turn slower than no reuse at all.
+   keeps them until the next cut. A chat that grows while its context has room keeps its
+   first cached prefix (the card) for as long as the rest is one exact pass, and is cut
+   when it outgrows it: replacing a cached prefix means reloading the model, which would
+   make that turn slower than no reuse at all.
 
 The model sees between `fraction` and all of the history the client sent. The idea is
 KoboldCpp's SmartContext; unlike it, the split is an option and the trigger is the client's
@@ -152,9 +152,8 @@ class SmartContext:
         if not self._head.endswith(_CHAT_START):
             return None
         chat = text.rfind(_CHAT_START, 0, _last_line(text))
-        examples = text[:chat]  # the card less its chat start
-        if chat < 0 or not self._head.startswith(examples + _CHAT_START):
-            return None
+        if chat < 0 or not self._head.startswith(text[:chat] + _CHAT_START):
+            return None  # not the kept card less some of its last examples
         return chat + len(_CHAT_START)
 
     def _cut(self, text: str, previous: str, room: int, speakers) -> Fitted | None:
