@@ -41,9 +41,12 @@ class CpuTuning:
         per-thread arenas, which are separate mapped heaps that glibc shrinks on free
         (MADV_DONTNEED), so their pages were zeroed again on every pass. One arena for
         all threads ends that: a 1,700-token prompt pass on the 2.7B shape (Intel Xeon
-        with AMX, 2 threads) 26.6 s -> 12.9 s, kernel time 22.9 s -> 3.2 s. What the heap
-        holds after a model (re)load, the weights CTranslate2 read before packing them,
-        goes back to the system then (release_freed_memory): peak RSS 6.1 -> 5.3 GB.
+        with AMX, 2 threads) 26.6 s -> 12.9 s, kernel time 22.9 s -> 3.2 s. The heap is
+        never trimmed: with glibc's largest threshold (2 GB) a model reload or a long
+        pass's attention buffers still went back, and a smart-context cut (a reload and
+        a 1,240-token pass) took 14 s instead of 9.5. What the heap holds after a packing
+        load, the weights CTranslate2 read before packing them, goes back to the system
+        then (release_freed_memory): peak RSS 6.1 -> 5.3 GB.
     """
 
     keep_heap: bool = False

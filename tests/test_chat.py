@@ -11,6 +11,7 @@ from pyg_edge.chat import ChatSession, read_chat
 from pyg_edge.errors import ChatFileError
 from pyg_edge.prompt import Message
 from pyg_edge.sampling import SamplingOptions
+from pyg_edge.smart_context import DEFAULT_FRACTION
 
 AQUA = Character("Aqua", persona="A goddess of water.", greeting="Are you new here?")
 OPTIONS = SamplingOptions(temperature=1.0, top_k=20, max_new_tokens=12)
@@ -143,17 +144,20 @@ def test_the_cached_prefix_stays_put_until_the_tail_grows(tiny_model, monkeypatc
     assert 0 < changes < 4  # frozen for several turns at a time
 
 
-def test_history_is_trimmed_in_large_steps(tiny_model):
-    session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30))
+@pytest.mark.parametrize("fraction", [0.5, DEFAULT_FRACTION])
+def test_history_is_trimmed_in_large_steps(tiny_model, fraction):
+    session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30),
+                          smart_context=fraction)
     long_chat(session, 20)
     first = session.prompt()
     assert first.dropped_messages > 0 and first.token_count <= 256 - 30
     session.history.append(Message("You", "One more?", True))
     second = session.prompt()
-    # The first trim kept about half of the history room, so no message was dropped now.
+    # The cut kept only the fraction of the history room, so no message was dropped now.
     assert second.dropped_messages == first.dropped_messages
     assert second.static_prefix == first.static_prefix
-    assert first.token_count <= 256 - 30 - 256 // 4 + 10
+    head = tiny_model.tokenizer.count(first.text.split("<START>")[0])
+    assert first.token_count - head <= fraction * (256 - 30 - head) + 15
 
 
 # Spare replies: several replies per turn, and a regenerate that shows one at once --------

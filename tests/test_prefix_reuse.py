@@ -12,9 +12,9 @@ from pyg_edge.prefill import exact_cut
 from pyg_edge.prefix_reuse import BLOCK, PrefixPlanner
 from pyg_edge.prompt import Message, Prompt
 from pyg_edge.sampling import SamplingOptions
-from pyg_edge.smart_context import DEFAULT_FRACTION
 from pyg_edge.server import create_app
 from pyg_edge.server.common import QUEUE
+from pyg_edge.smart_context import DEFAULT_FRACTION
 from server_harness import RunningServer
 from sillytavern_prompt import SEPARATOR, sillytavern_prompt, story_string
 
@@ -250,7 +250,7 @@ def test_serve_can_turn_the_prefix_cache_off(monkeypatch, tiny_model):
     for reuse in (False, True):
         queue = create_app(tiny_model, reuse_prefixes=reuse)[QUEUE]
         assert (queue.prefixes is not None) == reuse
-        assert queue.smart.fraction == (DEFAULT_FRACTION if reuse else 0)  # no smart context uncached
+        assert queue.smart.fraction == (DEFAULT_FRACTION if reuse else 0)  # none uncached
         queue.close()
 
 
