@@ -49,6 +49,7 @@ from bench_chat_turn import WORDS, ensure_model
 from machine import describe_machine
 from median_spread import spread
 from memory_bandwidth import read_bandwidth
+from pyg_edge.copy_tuning import tuned_environment
 from runtime_engines import (
     CHECKPOINT,
     ENGINES,
@@ -91,6 +92,8 @@ def child(engine_name: str) -> None:
         before = cpu_times()
         result["first"][count] = engine.run(prompt_ids(count), 1)[1]
         result["kernel"][f"first {count}"] = kernel_share(before, cpu_times())
+    # The issue's memory target is at 1,556 tokens: the peak so far, before the 1,920 runs.
+    result["peak_rss_1556"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     for count in DECODE_PROMPTS:
         before = cpu_times()
         tokens, first, total, new = engine.run(prompt_ids(count), NEW_TOKENS)
@@ -113,7 +116,9 @@ def kernel_share(before: tuple, after: tuple) -> float:
 
 def run_child(engine_name: str) -> dict | None:
     command = [sys.executable, __file__, "--child", engine_name]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    # pyg-edge's engines start as the `pyg-edge` command starts itself (pyg_edge.launcher).
+    environment = tuned_environment(os.environ) if engine_name.startswith("pyg-edge") else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=environment)
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     if status:
@@ -126,7 +131,8 @@ def run_child(engine_name: str) -> dict | None:
 
 def merge_rounds(rounds: list) -> dict:
     """One engine's rounds as lists per figure (first[p], decode[p], load, peak_rss)."""
-    merged = {"first": {}, "decode": {}, "load": [], "peak_rss": [], "kernel": {},
+    merged = {"first": {}, "decode": {}, "load": [], "peak_rss": [], "peak_rss_1556": [],
+              "kernel": {},
               "backend": rounds[0]["backend"], "measured": time.strftime("%Y-%m-%d %H:%M")}
     for result in rounds:
         for key in ("first", "decode"):
@@ -136,6 +142,7 @@ def merge_rounds(rounds: list) -> dict:
             merged["kernel"].setdefault(phase, []).append(share)
         merged["load"].append(result["load"])
         merged["peak_rss"].append(result["peak_rss"])
+        merged["peak_rss_1556"].append(result["peak_rss_1556"])
     return merged
 
 
@@ -235,9 +242,9 @@ def target_lines(results: dict, ours: str) -> list:
         ratio = median(mine["decode"][prompt]) / median(peers[best]["decode"][prompt])
         lines.append(f"- decode @{prompt} at least {wanted}x the best peer ({ENGINES[best]}): "
                      f"{ratio:.2f}x " + ("met" if ratio >= wanted else "NOT met"))
-    rss = median(mine["peak_rss"]) / 1e9
-    lines.append(f"- peak RSS at most 5 GB (this run's peak, 1,920 tokens): {rss:.2f} GB "
-                 + ("met" if rss <= 5 else "NOT met"))
+    rss = median(mine["peak_rss_1556"]) / 1e9
+    lines.append(f"- peak RSS at 1,556 tokens at most 5 GB (load, then prompts of 8, 1,000 and "
+                 f"1,556 tokens): {rss:.2f} GB " + ("met" if rss <= 5 else "NOT met"))
     return lines
 
 

@@ -345,5 +345,5 @@ class _ProgressBar:
             self._bar.__exit__(*exc)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # how pyg_edge.launcher starts it
+    main(prog_name="pyg-edge")

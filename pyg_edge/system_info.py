@@ -3,6 +3,7 @@
 import os
 
 from pyg_edge import __version__, gemm_backend
+from pyg_edge.copy_tuning import threshold_in_effect
 
 # The ISA flags that decide which kernels can run (gemm_backend, CTranslate2's own dispatch).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
@@ -30,6 +31,7 @@ def system_info(gemm: str | None = None) -> list:
         ("self-test", _selftest_line(choice.selftest)),
         ("c extension", str(shim) if shim else "not built (no C compiler at install)"),
         ("cpu threads", os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} (all cores)"),
+        ("cache copies", threshold_in_effect()),
         ("cpu compute types", ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))),
         ("cuda devices", str(ctranslate2.get_cuda_device_count())),
     ]
