@@ -16,6 +16,8 @@ pyg-edge can set the same variable before starting Python.
 
 import platform
 
+from pyg_edge.cpu_tuning import tuning_turned_off
+
 TUNABLE = "glibc.cpu.x86_non_temporal_threshold"
 THRESHOLD = 0x20000  # 128 KB: caches of 128 or more tokens per head
 
@@ -24,7 +26,7 @@ def tuned_environment(environ, machine: str | None = None,
                       system: str | None = None) -> dict | None:
     """The environment to start again under, or None when nothing would change: the
     threshold is already set (by us or the user), PYG_EDGE_CPU_TUNING=0, or not x86 Linux."""
-    if environ.get("PYG_EDGE_CPU_TUNING") == "0" or TUNABLE in environ.get("GLIBC_TUNABLES", ""):
+    if tuning_turned_off(environ) or TUNABLE in environ.get("GLIBC_TUNABLES", ""):
         return None
     if (system or platform.system()) != "Linux" or not _x86(machine or platform.machine()):
         return None

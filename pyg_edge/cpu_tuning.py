@@ -62,11 +62,16 @@ def apply_cpu_tuning(tuning: CpuTuning) -> CpuTuning:
     """Applies tuning once per process (later calls keep the first); returns what applies."""
     global _applied
     if _applied is None:
-        if os.environ.get("PYG_EDGE_CPU_TUNING") == "0":
+        if tuning_turned_off(os.environ):
             tuning = CpuTuning()
         _applied = CpuTuning(keep_heap=tuning.keep_heap and keep_freed_memory())
         logger.info("CPU settings: %s", _applied)
     return _applied
+
+
+def tuning_turned_off(environ) -> bool:
+    """PYG_EDGE_CPU_TUNING=0: this module's settings and pyg_edge.copy_tuning's stay off."""
+    return environ.get("PYG_EDGE_CPU_TUNING") == "0"
 
 
 def keep_freed_memory() -> bool:

@@ -37,7 +37,7 @@ def test_nothing_changes_where_it_does_not_apply(environ, machine, system):
 def run_command(*args, **environment):
     """`pyg-edge ARGS` as its console script starts it, in a child process."""
     code = "from pyg_edge.launcher import run; run()"
-    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES",)}
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
     return subprocess.run([sys.executable, "-c", code, *args], env={**env, **environment},
                           capture_output=True, text=True, timeout=300, check=True).stdout
 
