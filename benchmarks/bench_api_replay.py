@@ -14,7 +14,7 @@ prompts). Each prompt goes through pyg_edge.server.engine.GenerationQueue, as ev
 KoboldAI, KoboldCpp and /v1/completions request does, with SillyTavern's budget as its
 room and its stop strings. Three modes: "no reuse" (serve --no-prefix-cache: every prompt
 read in full), "reuse" (the prefix planner alone, --smart-context 0) and "smart" (the
-default: cut deep, then match, pyg_edge.smart_context). Each mode runs in its own
+default: cut deep, then match, pyg_edge.chat.smart_context). Each mode runs in its own
 process, so its peak RSS (load included) is its own. Greedy decoding: "reuse" must
 generate the no-reuse text; "smart" reads less of a full chat, so each of its turns whose
 text the model read differs from the client's is checked against an uncached run of that
@@ -42,15 +42,15 @@ import numpy as np
 from bench_chat_turn import WORK, ensure_model
 from machine import describe_machine
 from median_spread import spread
-from pyg_edge.characters import load_character
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.demo import demo_model
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.model import PygModel
-from pyg_edge.prompt import Message
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.scoring import scoring_generator
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.scoring import scoring_generator
+from pyg_edge.generation.stats import GenerationStats
 from pyg_edge.server.engine import GenerationQueue
-from pyg_edge.smart_context import DEFAULT_FRACTION
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the SillyTavern prompt builder the tests use

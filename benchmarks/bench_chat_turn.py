@@ -2,7 +2,7 @@
 
     python benchmarks/bench_chat_turn.py [--model benchmarks/work/neo27-st-int8] [--new-tokens 32]
 
---gemm onednn (or another pyg_edge.gemm_backend choice) measures it on that GEMM backend.
+--gemm onednn (or another pyg_edge.cpu.gemm_backend choice) measures it on that GEMM backend.
 
 Converts the synthetic 2.7B checkpoint (bench_convert.py makes it) if needed (ensure_model:
 work/neo27-st-int8 with a one-pass prompt, --prefill-chunk 0; work/neo27-st-int8-chunk1024
@@ -19,12 +19,12 @@ from pathlib import Path
 
 from machine import describe_machine
 from make_synthetic_checkpoint import write_checkpoint
-from pyg_edge.characters import Character
-from pyg_edge.chat import ChatSession
-from pyg_edge.gemm_backend import current_choice
-from pyg_edge.model import PygModel
-from pyg_edge.prompt import Message
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.session import ChatSession
+from pyg_edge.cpu.gemm_backend import current_choice
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge_convert import convert_checkpoint
 
 WORK = Path(__file__).parent / "work"

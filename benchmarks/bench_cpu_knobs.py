@@ -49,7 +49,7 @@ def child(args) -> None:
     """Measures one configuration in this process; prints a JSON line."""
     import ctranslate2
 
-    from pyg_edge import cpu_tuning
+    from pyg_edge.cpu import tuning as cpu_tuning
 
     if args.keep_heap:
         cpu_tuning.keep_freed_memory()

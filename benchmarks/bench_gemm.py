@@ -28,7 +28,7 @@ SHAPES = [(1, 7680, 2560), (1, 2560, 10240), (1, 10240, 2560), (512, 10240, 2560
 
 
 def child(backend: str, runs: int) -> None:
-    from pyg_edge import gemm_backend, gemm_selftest
+    from pyg_edge.cpu import gemm_backend, gemm_selftest
 
     shim = gemm_backend.enable(backend)
     gemm = shim.cblas_gemm_s8u8s32

@@ -67,7 +67,7 @@ def main():
     parser.add_argument("--tokens", type=int, default=1920)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    from pyg_edge.model import PygModel
+    from pyg_edge.generation.model import PygModel
 
     folder = ensure_model(args.model) if args.model.parent == WORK else args.model
     print(f"machine: {describe_machine()}")

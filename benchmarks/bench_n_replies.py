@@ -44,8 +44,8 @@ def prompt_text(model, tokens: int) -> str:
 
 def child(args) -> None:
     """Measures one n in this process; prints one JSON line."""
-    from pyg_edge.model import PygModel
-    from pyg_edge.sampling import SamplingOptions
+    from pyg_edge.generation.model import PygModel
+    from pyg_edge.generation.sampling import SamplingOptions
 
     started = time.monotonic()
     model = PygModel(model_folder(args.model), device="cpu", cpu_threads=args.threads)

@@ -8,11 +8,11 @@ each in a process of its own, so its peak RSS (load included) is its own
 
 - pyg-edge: the converted int8 model with exact local attention and a one-pass prompt
   (--prefill-chunk 0, the converter's default before the chunk), through PygModel, on the
-  GEMM backend pyg-edge picks for this CPU (pyg_edge.gemm_backend; named in the table).
+  GEMM backend pyg-edge picks for this CPU (pyg_edge.cpu.gemm_backend; named in the table).
 - pyg-edge-onednn: the same on CTranslate2's oneDNN int8 GEMM (PYG_EDGE_GEMM=onednn),
   what pyg-edge ran before it chose backends.
 - pyg-edge-chunked: the same, converted with --prefill-chunk 1024, the converter's default
-  (half the context; pyg_edge.prefill: a long prompt is read exactly in two chunks, the
+  (half the context; pyg_edge.generation.prefill: a long prompt is read exactly in two chunks, the
   second skipping the first's queries). What a user runs: the reference of the ratios.
 - pyg-edge-packed: the same on oneMKL's packed VNNI kernels (mkl-vnni), the choice on
   AVX-512 VNNI CPUs before exact-vnni.
@@ -49,7 +49,7 @@ from bench_chat_turn import WORDS, ensure_model
 from machine import describe_machine
 from median_spread import spread
 from memory_bandwidth import read_bandwidth
-from pyg_edge.copy_tuning import tuned_environment
+from pyg_edge.cpu.copy_tuning import tuned_environment
 from runtime_engines import (
     CHECKPOINT,
     ENGINES,

@@ -13,8 +13,8 @@ from bench_runtime import prompt_ids
 from bench_chat_turn import WORK, ensure_model
 from machine import describe_machine
 from median_spread import spread
-from pyg_edge.model import PygModel
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
 
 MODEL = WORK / "neo27-st-int8-chunk1024"
 PROMPT_TOKENS, NEW_TOKENS = 500, 64

@@ -10,8 +10,8 @@ import sys
 
 from bench_token_probs import MODEL, prompt_text
 
-from pyg_edge.model import PygModel
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
 
 NEW_TOKENS = 128
 

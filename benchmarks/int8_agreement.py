@@ -7,7 +7,7 @@ reference prompt (several times the local-attention window) through ctranslate2 
 pass, and compares with transformers' float32 logits stored by make_reference.py: the
 share of positions whose top-1 token agrees, and the largest logit difference. The
 float32 row is the baseline: it must agree everywhere. The trained demo model adds a row
-of its own int8 against its float32 on real text. Each GEMM backend (pyg_edge.gemm_backend)
+of its own int8 against its float32 on real text. Each GEMM backend (pyg_edge.cpu.gemm_backend)
 runs in a process of its own, since CTranslate2 fixes it when it loads.
 """
 
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from machine import describe_machine
-from pyg_edge import gemm_backend
-from pyg_edge.scoring import scoring_generator
+from pyg_edge.cpu import gemm_backend
+from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
@@ -60,7 +60,7 @@ def fixture_rows(ctranslate2, work: Path, order: list) -> list:
 
 def demo_row(ctranslate2, work: Path) -> str:
     from pyg_edge import demo
-    from pyg_edge.tokenizer import TextTokenizer
+    from pyg_edge.generation.tokenizer import TextTokenizer
 
     int8_folder = demo.demo_model()
     tokenizer = TextTokenizer.from_model_folder(str(int8_folder))

@@ -18,8 +18,8 @@ def describe_machine() -> str:
 
 
 def isa() -> str:
-    """The vector extensions that decide which int8 kernels run (pyg_edge.gemm_backend)."""
-    from pyg_edge.gemm_backend import read_cpu
+    """The vector extensions that decide which int8 kernels run (pyg_edge.cpu.gemm_backend)."""
+    from pyg_edge.cpu.gemm_backend import read_cpu
 
     flags = read_cpu().flags
     shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]

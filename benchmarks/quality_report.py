@@ -22,13 +22,13 @@ import tempfile
 from pathlib import Path
 
 from machine import describe_machine
-from pyg_edge.characters import load_character
-from pyg_edge.chat import ChatSession
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.session import ChatSession
 from pyg_edge.demo import DEMO_CHARACTER
-from pyg_edge.model import PygModel
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.scoring import scoring_generator
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.scoring import scoring_generator
+from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
 ROOT = Path(__file__).parent.parent

@@ -32,9 +32,9 @@ ENGINES = {
 
 class PygEdgeEngine:
     def __init__(self, folder: Path):
-        from pyg_edge.gemm_backend import current_choice
-        from pyg_edge.model import PygModel
-        from pyg_edge.sampling import SamplingOptions
+        from pyg_edge.cpu.gemm_backend import current_choice
+        from pyg_edge.generation.model import PygModel
+        from pyg_edge.generation.sampling import SamplingOptions
 
         self.model = PygModel(folder, device="cpu")
         self.options = SamplingOptions(top_k=1, repetition_penalty=1.0, banned=())

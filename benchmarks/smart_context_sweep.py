@@ -20,12 +20,12 @@ import statistics
 import bench_api_replay as replay
 
 from bench_chat_turn import WORK, ensure_model
-from pyg_edge.characters import load_character
-from pyg_edge.prefill import exact_cut
-from pyg_edge.prompt import Message
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.prompt import Message
+from pyg_edge.generation.prefill import exact_cut
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge.server.engine import GenerationQueue
-from pyg_edge.tokenizer import TextTokenizer
 
 RESPONSE = 350  # SillyTavern's default response length at a 2,048 context
 

@@ -1,7 +1,8 @@
 """pyg-edge: run Pygmalion (gpt-neo) dialogue models with CTranslate2 on ordinary machines."""
 
-from pyg_edge.characters import Character, load_character
-from pyg_edge.chat import ChatSession
+from pyg_edge.chat.characters import Character, load_character
+from pyg_edge.chat.prompt import Message, Prompt, build_prompt
+from pyg_edge.chat.session import ChatSession
 from pyg_edge.errors import (
     CharacterError,
     ChatFileError,
@@ -9,11 +10,10 @@ from pyg_edge.errors import (
     PromptTooLongError,
     PygEdgeError,
 )
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.model import PygModel
-from pyg_edge.prompt import Message, Prompt, build_prompt
-from pyg_edge.replies import Replies
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.replies import Replies
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.stats import GenerationStats
 
 __version__ = "0.2.0"
 

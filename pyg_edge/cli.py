@@ -8,17 +8,17 @@ import sys
 import click
 
 from pyg_edge import demo
-from pyg_edge.characters import load_character
-from pyg_edge.chat import ChatSession, read_chat
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.prompt import build_prompt
+from pyg_edge.chat.session import ChatSession, read_chat
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
+from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
+from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.errors import PygEdgeError
-from pyg_edge.gemm_backend import CHOICES as GEMM_CHOICES
-from pyg_edge.gemm_backend import ENV as GEMM_ENV
-from pyg_edge.model import DEVICES, PygModel, read_metadata
-from pyg_edge.prompt import build_prompt
-from pyg_edge.replies import MAX_REPLIES
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.smart_context import DEFAULT_FRACTION
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.model import DEVICES, PygModel, read_metadata
+from pyg_edge.generation.replies import MAX_REPLIES
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
 
 CHAT_HELP = "Commands: /regen, /undo, /save FILE, /load FILE, /quit (or end of input)."
@@ -39,8 +39,8 @@ def main():
 @click.option("--prefill-chunk", type=click.IntRange(min=0), default=None,
               show_default="half the context",
               help="Read long prompts exactly in chunks of this many tokens: faster and "
-                   "leaner (a chunked model's forward_batch needs pyg_edge.scoring); 0 reads "
-                   "them in one pass.")
+                   "leaner (a chunked model's forward_batch needs pyg_edge.generation.scoring); "
+                   "0 reads them in one pass.")
 def convert(src, dest, quantization, force, prefill_chunk):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
     _exit_cleanly_on_sigterm()
@@ -220,7 +220,7 @@ def _demo_model():
 @gemm_option
 def info():
     """Show the CPU, the GEMM backend pyg-edge chose for it and why, and CTranslate2."""
-    from pyg_edge.system_info import system_info
+    from pyg_edge.cpu.info import system_info
 
     with _user_errors():
         rows = system_info()

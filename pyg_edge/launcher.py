@@ -7,7 +7,7 @@ never replaces the running process.
 import os
 import sys
 
-from pyg_edge.copy_tuning import tuned_environment
+from pyg_edge.cpu.copy_tuning import tuned_environment
 
 
 def run() -> None:

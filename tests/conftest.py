@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pyg_edge.gemm_backend import load_ctranslate2
+from pyg_edge.cpu.gemm_backend import load_ctranslate2
 from pyg_edge_convert import convert_checkpoint
 
 # Tests run what users run: pyg-edge chooses CTranslate2's GEMM backend before any test
@@ -32,7 +32,7 @@ def reference(name: str) -> dict:
 def converted(tmp_path_factory):
     """Returns converted(name, quantization, prefill_chunk): a model folder, converted once
     per session. prefill_chunk None is the converter's default (half the context), as users
-    get it; such a model's forward_batch needs pyg_edge.scoring past the chunk."""
+    get it; such a model's forward_batch needs pyg_edge.generation.scoring past the chunk."""
     cache = {}
 
     def convert(name: str, quantization: str = "float32", prefill_chunk=None) -> Path:
@@ -51,7 +51,7 @@ def converted(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(converted):
     """A PygModel on the float32 conversion of the window-16 checkpoint (256-token context)."""
-    from pyg_edge.model import PygModel
+    from pyg_edge.generation.model import PygModel
 
     with PygModel(converted("neo_w16_safetensors_f32"), device="cpu") as model:
         yield model
@@ -60,8 +60,8 @@ def tiny_model(converted):
 @pytest.fixture(scope="session")
 def one_pass_tiny_model(converted):
     """tiny_model's checkpoint converted with prefill_chunk=0: prompts read in one pass,
-    so the runtime never moves a static/dynamic cut (pyg_edge.prefill.exact_cut)."""
-    from pyg_edge.model import PygModel
+    so the runtime never moves a static/dynamic cut (pyg_edge.generation.prefill.exact_cut)."""
+    from pyg_edge.generation.model import PygModel
 
     with PygModel(converted("neo_w16_safetensors_f32", prefill_chunk=0), device="cpu") as model:
         yield model
@@ -71,7 +71,7 @@ def one_pass_tiny_model(converted):
 def demo_pyg_model(tmp_path_factory):
     """A PygModel on the bundled demo model (trained on the chat format; 512-token context)."""
     from pyg_edge import demo
-    from pyg_edge.model import PygModel
+    from pyg_edge.generation.model import PygModel
 
     folder = tmp_path_factory.mktemp("demo") / "model"
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
@@ -90,7 +90,7 @@ def recording(demo_pyg_model):
 @pytest.fixture(scope="module")
 def server(recording):
     """A running server on `recording` for one test module (test_server.py has its own)."""
-    from pyg_edge.sampling import SamplingOptions
+    from pyg_edge.generation.sampling import SamplingOptions
     from server_harness import CLIENT_MAX_LENGTH, RunningServer
 
     running = RunningServer(recording, max_length=CLIENT_MAX_LENGTH,

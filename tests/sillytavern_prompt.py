@@ -9,8 +9,8 @@ examples, then its oldest messages. Used by the prefix-reuse tests and
 benchmarks/bench_api_replay.py; no SillyTavern code is copied.
 """
 
-from pyg_edge.characters import Character
-from pyg_edge.prompt import Message
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prompt import Message
 
 SEPARATOR = "<START>\n"  # example separator and chat start in Pygmalion formatting
 
@@ -27,7 +27,7 @@ def sillytavern_prompt(card: Character, chat: list, count, max_context: int,
 
     Args:
       card: The character.
-      chat: Messages so far (pyg_edge.prompt.Message), oldest first.
+      chat: Messages so far (pyg_edge.chat.prompt.Message), oldest first.
       count: Counts the tokens of a string.
       max_context: SillyTavern's context size setting.
       response_tokens: Its response length setting (amount_gen).

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from pyg_edge.characters import Character, load_character
+from pyg_edge.chat.characters import Character, load_character
 from pyg_edge.errors import CharacterError
 
 EXAMPLES = (

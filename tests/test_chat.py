@@ -6,12 +6,12 @@ import os
 
 import pytest
 
-from pyg_edge.characters import Character
-from pyg_edge.chat import ChatSession, read_chat
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.session import ChatSession, read_chat
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.errors import ChatFileError
-from pyg_edge.prompt import Message
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.smart_context import DEFAULT_FRACTION
+from pyg_edge.generation.sampling import SamplingOptions
 
 AQUA = Character("Aqua", persona="A goddess of water.", greeting="Are you new here?")
 OPTIONS = SamplingOptions(temperature=1.0, top_k=20, max_new_tokens=12)
@@ -125,7 +125,7 @@ def long_chat(session, turns):
 
 
 def test_the_cached_prefix_stays_put_until_the_tail_grows(tiny_model, monkeypatch):
-    from pyg_edge import chat
+    from pyg_edge.chat import session as chat
 
     monkeypatch.setattr(chat, "UNCACHED_TAIL_TOKENS", 60)
     session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30))

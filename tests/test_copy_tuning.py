@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from pyg_edge.copy_tuning import THRESHOLD, TUNABLE, tuned_environment
+from pyg_edge.cpu.copy_tuning import THRESHOLD, TUNABLE, tuned_environment
 
 SETTING = f"{TUNABLE}={THRESHOLD:#x}"
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from conftest import FIXTURES
-from pyg_edge.cpu_tuning import CpuTuning, choose_cpu_tuning
+from pyg_edge.cpu.tuning import CpuTuning, choose_cpu_tuning
 
 LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="glibc's mallopt is Linux-only")
@@ -19,7 +19,7 @@ def in_child(env: dict, code: str = "") -> dict:
     """Applies the automatic settings in a fresh process, runs code; returns `result`."""
     script = textwrap.dedent("""
         import json
-        from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning
+        from pyg_edge.cpu.tuning import apply_cpu_tuning, choose_cpu_tuning
         result = {"keep_heap": apply_cpu_tuning(choose_cpu_tuning()).keep_heap}
     """) + textwrap.dedent(code) + "\nprint(json.dumps(result))\n"
     clean = {k: v for k, v in os.environ.items() if k != "PYG_EDGE_CPU_TUNING"}
@@ -44,7 +44,7 @@ def test_the_chosen_settings_stay_exact(converted):
     folder = converted("neo_w16_safetensors_f32")
     result = in_child({}, f"""
         import ctranslate2, numpy as np
-        from pyg_edge.scoring import scoring_generator
+        from pyg_edge.generation.scoring import scoring_generator
         ref = np.load({str(FIXTURES / "reference_neo_w16_safetensors_f32.npz")!r})
         model = scoring_generator({str(folder)!r}, ctranslate2, device="cpu",
                                   compute_type="float32")

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import CHECKPOINT_NAMES, CHECKPOINTS, reference
-from pyg_edge.characters import load_character
-from pyg_edge.chat import ChatSession
-from pyg_edge.gemm_backend import load_ctranslate2
-from pyg_edge.model import PygModel
-from pyg_edge.prefill import exact_cut
-from pyg_edge.scoring import scoring_generator
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.session import ChatSession
+from pyg_edge.cpu.gemm_backend import load_ctranslate2
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.prefill import exact_cut
+from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import convert_checkpoint
 
 ctranslate2 = load_ctranslate2()
@@ -67,7 +67,7 @@ def test_cuda_float32_greedy_tokens_match_transformers(converted, name):
 
 
 def test_cuda_chunked_prompt_passes_match_transformers(tmp_path):
-    """The prefill chunk (pyg_edge.prefill) on the GPU: two chunks, prefix + rest."""
+    """The prefill chunk (pyg_edge.generation.prefill) on the GPU: two chunks, prefix + rest."""
     name, chunk = "neo_w16_safetensors_f32", 50
     convert_checkpoint(str(CHECKPOINTS / name), str(tmp_path / "m"), "float32",
                        prefill_chunk=chunk)

@@ -4,10 +4,10 @@ import pytest
 from click.testing import CliRunner
 
 from pyg_edge import demo
-from pyg_edge.characters import load_character
-from pyg_edge.chat import ChatSession
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.session import ChatSession
 from pyg_edge.cli import main
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0, max_new_tokens=60)
 

@@ -2,7 +2,7 @@
 
 Both prompt paths are checked: the converter's default (a prefill chunk of half the
 context, so the reference prompts are read in two chunks; forward_batch goes through
-pyg_edge.scoring) and a one-pass conversion (prefill_chunk=0).
+pyg_edge.generation.scoring) and a one-pass conversion (prefill_chunk=0).
 """
 
 import json
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import CHECKPOINT_NAMES, CHECKPOINTS, reference
-from pyg_edge.scoring import scoring_generator
+from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import convert_checkpoint
 
 # None: the converter's default chunk (half the context); 0: one pass.

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CHECKPOINT_NAMES
-from pyg_edge import gemm_backend
+from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu.gemm_backend import AVX2_FLAGS, VNNI_FLAGS, CpuInfo, plan
 from pyg_edge.errors import PygEdgeError
-from pyg_edge.gemm_backend import AVX2_FLAGS, VNNI_FLAGS, CpuInfo, plan
 
 TESTS = Path(__file__).parent
 CPU = gemm_backend.read_cpu()
@@ -118,8 +118,9 @@ def run_child(code: str, env: dict | None = None) -> dict:
 
 CHOICE_CHILD = """
 import json
-from pyg_edge import demo, gemm_backend
-from pyg_edge.model import PygModel
+from pyg_edge import demo
+from pyg_edge.cpu import gemm_backend
+from pyg_edge.generation.model import PygModel
 model = PygModel(demo.demo_model(), device="cpu", gemm={gemm!r})
 reply = model.generate("You: Hello!\\nRobin:", temperature=0, max_new_tokens=8)
 choice = gemm_backend.current_choice()
@@ -151,7 +152,7 @@ def test_the_verdict_is_cached_per_cpu_and_library(tmp_path):
 def test_importing_ctranslate2_first_leaves_the_choice_to_ctranslate2():
     result = run_child("""
 import json, logging, ctranslate2
-from pyg_edge import gemm_backend
+from pyg_edge.cpu import gemm_backend
 gemm_backend.load_ctranslate2()
 choice = gemm_backend.current_choice()
 print(json.dumps({"backend": choice.backend, "reason": choice.reason}))
@@ -163,7 +164,7 @@ print(json.dumps({"backend": choice.backend, "reason": choice.reason}))
 EXACTNESS_CHILD = """
 import ctypes, json, sys
 from pathlib import Path
-from pyg_edge import gemm_backend
+from pyg_edge.cpu import gemm_backend
 gemm_backend.load_ctranslate2({gemm!r})
 import numpy as np
 from conftest import reference
@@ -209,10 +210,11 @@ def test_exact_backends_keep_every_fixture_exact_and_int8_close(converted, backe
 
 INT8_CHILD = """
 import json, numpy as np
-from pyg_edge import demo, gemm_backend
+from pyg_edge import demo
+from pyg_edge.cpu import gemm_backend
 ct2 = gemm_backend.load_ctranslate2({gemm!r})
-from pyg_edge.scoring import scoring_generator
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.scoring import scoring_generator
+from pyg_edge.generation.tokenizer import TextTokenizer
 folder = demo.demo_model()
 tokenizer = TextTokenizer.from_model_folder(str(folder))
 text = open({text!r}, encoding="utf-8").read()[:2000]
@@ -249,7 +251,7 @@ def test_exact_int8_stays_close_to_float32_on_the_trained_demo(tmp_path, backend
 
 MKL_MEMORY_CHILD = """
 import json, os
-from pyg_edge import gemm_backend
+from pyg_edge.cpu import gemm_backend
 gemm_backend.load_ctranslate2({gemm!r})
 print(json.dumps({{"backend": gemm_backend.current_choice().backend,
                    "fast_mm": os.environ.get("MKL_DISABLE_FAST_MM")}}))

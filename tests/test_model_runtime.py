@@ -5,10 +5,10 @@ import threading
 import pytest
 
 from conftest import CHECKPOINTS
+from pyg_edge.chat.prompt import Prompt
 from pyg_edge.errors import ModelLoadError, PromptTooLongError
-from pyg_edge.model import PygModel
-from pyg_edge.prompt import Prompt
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
 
 GREEDY = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(), max_new_tokens=40)
 PROMPT = "You: Tell me about the sea, the ships and the harbour.\nAqua:"

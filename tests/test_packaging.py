@@ -1,4 +1,4 @@
-"""`pip install .` and `pip install -e .` both expose the converter as pyg_edge_convert only.
+"""`pip install .` and `pip install -e .` install every package of the source tree.
 
 Both installs run offline (no build isolation, no dependencies) into throwaway folders.
 """
@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).parent.parent
-FIND = ("import importlib.util as u; "
-        "print(u.find_spec('pyg_edge_convert').origin, u.find_spec('convert'))")
+PACKAGES = sorted(str(p.parent.relative_to(REPO)).replace("/", ".")
+                  for root in ("pyg_edge", "pyg_edge_convert")
+                  for p in (REPO / root).rglob("__init__.py"))
+FIND = ("import importlib.util as u, sys; "
+        "print(*(u.find_spec(name).origin for name in sys.argv[1:]))")
 
 
 def pip_install(*args):
@@ -23,35 +26,41 @@ def pip_install(*args):
     assert result.returncode == 0, result.stderr
 
 
-def find_specs(python, cwd, env=None):
-    result = subprocess.run([python, "-c", FIND], cwd=cwd, env=env, capture_output=True,
-                            text=True, timeout=60)
+def find_origins(python, cwd, env=None, packages=PACKAGES):
+    result = subprocess.run([python, "-c", FIND, *packages], cwd=cwd, env=env,
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
 
-def test_regular_install_maps_convert_folder_to_pyg_edge_convert(tmp_path):
+def test_the_source_tree_has_the_packages_the_layout_names():
+    assert {"pyg_edge.generation", "pyg_edge.chat", "pyg_edge.cpu", "pyg_edge.server",
+            "pyg_edge_convert"} <= set(PACKAGES)
+
+
+def test_regular_install_installs_every_package_and_its_data(tmp_path):
     # From a copy: a regular build leaves a build/ folder behind in its source tree.
     source = tmp_path / "source"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md", "convert", "pyg_edge"):
+    for name in ("pyproject.toml", "README.md", "pyg_edge_convert", "pyg_edge"):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(REPO / name, source / name)
     target = tmp_path / "site"
     pip_install("--target", str(target), str(source))
-    assert (target / "pyg_edge_convert" / "convert.py").is_file()
-    assert not (target / "convert").exists()
-    origin, bare = find_specs(sys.executable, tmp_path, env={"PYTHONPATH": str(target)})
-    assert origin == str(target / "pyg_edge_convert" / "__init__.py")
-    assert bare == "None"
+    origins = find_origins(sys.executable, tmp_path, env={"PYTHONPATH": str(target)})
+    assert origins == [str(target / name.replace(".", "/") / "__init__.py") for name in PACKAGES]
+    assert (target / "pyg_edge" / "server" / "webchat.html").is_file()
+    assert (target / "pyg_edge" / "demo_data" / "pyg-demo-neo" / "config.json").is_file()
 
 
 @pytest.mark.skipif(sys.prefix == sys.base_prefix, reason="needs to run inside a venv")
-def test_editable_install_maps_convert_folder_to_pyg_edge_convert(tmp_path):
+def test_editable_install_maps_every_package_to_the_source_tree(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
     pip_install("--prefix", str(venv), "-e", str(REPO))
-    origin, bare = find_specs(str(python), tmp_path)
-    assert origin == str(REPO / "convert" / "__init__.py")
-    assert bare == "None"
+    # The venv has no dependencies, and a subpackage's lookup imports its parent (numpy
+    # and more): the top-level packages are mapped, so their folders come with them.
+    top = ["pyg_edge", "pyg_edge_convert"]
+    origins = find_origins(str(python), tmp_path, packages=top)
+    assert origins == [str(REPO / name / "__init__.py") for name in top]

@@ -14,11 +14,11 @@ from click.testing import CliRunner
 
 from conftest import CHECKPOINTS, reference
 from pyg_edge.cli import main
+from pyg_edge.cpu.gemm_backend import load_ctranslate2
 from pyg_edge.errors import PromptTooLongError
-from pyg_edge.gemm_backend import load_ctranslate2
-from pyg_edge.model import PygModel
-from pyg_edge.prefill import exact_cut, prompt_passes
-from pyg_edge.scoring import clear_prefill_chunk, scoring_generator
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.prefill import exact_cut, prompt_passes
+from pyg_edge.generation.scoring import clear_prefill_chunk, scoring_generator
 from pyg_edge_convert import ConversionError, convert_checkpoint
 
 ctranslate2 = load_ctranslate2()

@@ -3,18 +3,18 @@
 import pytest
 from click.testing import CliRunner
 
-import pyg_edge.model as model_module
+import pyg_edge.generation.model as model_module
 import pyg_edge.server
-from pyg_edge.characters import Character
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prefix_planner import BLOCK, PrefixPlanner
+from pyg_edge.chat.prompt import Message, Prompt
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cli import main
-from pyg_edge.model import MAX_CACHED_PREFIXES
-from pyg_edge.prefill import exact_cut
-from pyg_edge.prefix_reuse import BLOCK, PrefixPlanner
-from pyg_edge.prompt import Message, Prompt
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import MAX_CACHED_PREFIXES
+from pyg_edge.generation.prefill import exact_cut
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server import create_app
 from pyg_edge.server.common import QUEUE
-from pyg_edge.smart_context import DEFAULT_FRACTION
 from server_harness import RunningServer
 from sillytavern_prompt import SEPARATOR, sillytavern_prompt, story_string
 

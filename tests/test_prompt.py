@@ -2,9 +2,9 @@
 
 import pytest
 
-from pyg_edge.characters import Character
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prompt import Message, build_prompt
 from pyg_edge.errors import PromptTooLongError
-from pyg_edge.prompt import Message, build_prompt
 
 
 def words(text: str) -> int:

@@ -5,9 +5,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-import pyg_edge.model
+import pyg_edge.generation.model
 from pyg_edge.cli import main
-from pyg_edge.prefill import PromptSpeed
+from pyg_edge.generation.prefill import PromptSpeed
 
 CARD = {"char_name": "Aqua", "char_persona": " ".join(["A goddess of water."] * 5),
         "char_greeting": "Are you new here?", "world_scenario": "",
@@ -39,7 +39,7 @@ def test_the_model_announces_long_passes_with_its_own_measured_speed(tiny_model)
         tiny_model.generate("short", max_new_tokens=2, temperature=0)
     finally:
         tiny_model.on_long_prompt = None
-        tiny_model.long_prompt_tokens = pyg_edge.model.LONG_PROMPT_TOKENS
+        tiny_model.long_prompt_tokens = pyg_edge.generation.model.LONG_PROMPT_TOKENS
     assert first.read_tokens == first.prompt_tokens >= 64
     assert len(heard) == 2  # not the short prompt
     assert heard[0] == (first.read_tokens, None)  # nothing measured yet: no estimate
@@ -48,7 +48,7 @@ def test_the_model_announces_long_passes_with_its_own_measured_speed(tiny_model)
 
 
 def test_cli_chat_says_it_is_reading_a_long_prompt(converted, tmp_path, monkeypatch):
-    monkeypatch.setattr(pyg_edge.model, "LONG_PROMPT_TOKENS", 32)
+    monkeypatch.setattr(pyg_edge.generation.model, "LONG_PROMPT_TOKENS", 32)
     card = tmp_path / "aqua.json"
     card.write_text(json.dumps(CARD))
     model = converted("neo_w16_safetensors_f32", "int8")
@@ -69,12 +69,12 @@ def announcing(tiny_model):
     tiny_model.prompt_speed = PromptSpeed()
     tiny_model.prompt_speed.record(200, 2.0)
     yield tiny_model
-    tiny_model.long_prompt_tokens = pyg_edge.model.LONG_PROMPT_TOKENS
+    tiny_model.long_prompt_tokens = pyg_edge.generation.model.LONG_PROMPT_TOKENS
     tiny_model.prompt_speed = PromptSpeed()
 
 
 def test_web_chat_stream_announces_a_long_prompt_pass_first(announcing):
-    from pyg_edge.sampling import SamplingOptions
+    from pyg_edge.generation.sampling import SamplingOptions
     from server_harness import RunningServer
 
     server = RunningServer(announcing, defaults=SamplingOptions(max_new_tokens=4,

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
+from pyg_edge.chat.prompt import Prompt
 from pyg_edge.errors import ModelLoadError
-from pyg_edge.model import PygModel
-from pyg_edge.prompt import Prompt
-from pyg_edge.replies import MAX_REPLIES, _Reply
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.replies import MAX_REPLIES, _Reply
+from pyg_edge.generation.sampling import SamplingOptions
 
 PROMPT = "You: Tell me about the sea, the ships and the harbour.\nAqua:"
 SAMPLED = SamplingOptions(temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0,

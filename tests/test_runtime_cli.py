@@ -5,10 +5,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from pyg_edge.characters import load_character
+from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.prompt import build_prompt
 from pyg_edge.cli import main
-from pyg_edge.prompt import build_prompt
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.tokenizer import TextTokenizer
 
 CARD = {"char_name": "Aqua", "char_persona": "A goddess of water.",
         "char_greeting": "Are you new here?", "world_scenario": "",
@@ -65,7 +65,7 @@ def test_prompt_prints_exactly_the_prompt(model, card, tmp_path):
                     "--max-new-tokens", "40")
     assert result.exit_code == 0, result.output
     tokenizer = TextTokenizer.from_model_folder(str(model))
-    from pyg_edge.chat import read_chat
+    from pyg_edge.chat.session import read_chat
 
     expected = build_prompt(load_character(card), read_chat(history, "Aqua"), "Hi there",
                             tokenizer.count, 256, 40)
@@ -118,7 +118,7 @@ def test_generate_needs_exactly_one_prompt_source(model):
 
 
 def test_chat_regen_shows_a_spare_reply_with_replies_2(model, card, tmp_path, monkeypatch):
-    from pyg_edge.model import PygModel
+    from pyg_edge.generation.model import PygModel
 
     calls = []
     original = PygModel.stream_replies

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 from server_harness import RunningServer
 from test_characters import TAVERN_V1, b64, png_with_text
 

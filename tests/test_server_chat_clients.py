@@ -6,7 +6,7 @@ import re
 import pytest
 
 from client_payloads import PERSONA, st_chat_custom, st_chat_messages
-from pyg_edge.prompt import Prompt
+from pyg_edge.chat.prompt import Prompt
 from server_harness import CLIENT_MAX_LENGTH
 
 LIMIT, CONTEXT = CLIENT_MAX_LENGTH, 512  # the server's --max-length, the demo's context

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server.fitting import fit_prompt
+from pyg_edge.chat.fitting import fit_prompt
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.options import Limits, fit_context, sampling_options
 from pyg_edge.server.params import BadRequest, Notes, field
 

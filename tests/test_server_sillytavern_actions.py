@@ -16,7 +16,7 @@ from client_payloads import (
     st_pygmalion_prompt,
     st_textgen,
 )
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 from server_harness import RunningServer
 
 # SillyTavern 1.12.6's defaults (public/scripts/openai.js), {{user}}/{{char}} filled in.

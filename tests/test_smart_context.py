@@ -11,12 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-from pyg_edge.characters import Character
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.prompt import Message
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.chat.characters import Character
+from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.smart_context import SmartContext, history_budget, speakers_from_stops
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.stats import GenerationStats
 from pyg_edge.server.engine import GenerationQueue
-from pyg_edge.smart_context import SmartContext, history_budget, speakers_from_stops
 from sillytavern_prompt import sillytavern_prompt, story_string
 
 CARD = Character("Aqua", persona="Aqua is a water goddess of the guild.",

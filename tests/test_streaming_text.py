@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from pyg_edge.stopping import StopFilter
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.stopping import StopFilter
+from pyg_edge.generation.tokenizer import TextTokenizer
 
 STOPS = ("\nYou:", "\nAqua:", "<START>")
 

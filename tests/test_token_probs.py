@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from client_payloads import st_chat_custom, st_chat_messages, st_pygmalion_prompt, st_textgen
-from pyg_edge.prompt import Prompt
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.scoring import scoring_generator
+from pyg_edge.chat.prompt import Prompt
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.scoring import scoring_generator
 
 PROMPT = st_pygmalion_prompt(3)
 GREEDY = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(), max_new_tokens=24)
@@ -19,7 +19,7 @@ GREEDY = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(), max_n
 def float32_demo(demo_pyg_model):
     """The demo computed in float32: int8 activations round differently in a prompt pass
     and in decode steps (0.025 apart here), float32 ones agree to a few thousandths."""
-    from pyg_edge.model import PygModel
+    from pyg_edge.generation.model import PygModel
 
     with PygModel(demo_pyg_model.path, device="cpu", compute_type="float32") as model:
         yield model

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 from server_harness import RunningServer
 from test_characters import TAVERN_V1, b64, png_with_text
 
@@ -92,8 +92,8 @@ def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, bro
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from pyg_edge.model import LONG_PROMPT_TOKENS
-    from pyg_edge.prefill import PromptSpeed
+    from pyg_edge.generation.model import LONG_PROMPT_TOKENS
+    from pyg_edge.generation.prefill import PromptSpeed
 
     tiny_model.long_prompt_tokens = 16  # the page's default chat is about 30 tokens
     tiny_model.prompt_speed = PromptSpeed()

@@ -23,7 +23,7 @@ import pytest
 from server_harness import free_port
 
 REPO = Path(__file__).parent.parent
-SOURCES = ("pyproject.toml", "README.md", "convert", "pyg_edge")
+SOURCES = ("pyproject.toml", "README.md", "setup.py", "pyg_edge_convert", "pyg_edge")
 MAX_WHEEL_BYTES = 25 * 1000 * 1000
 SHIPPED = ("pyg_edge/demo_data/robin.json", "pyg_edge/demo_data/pyg-demo-neo/config.json",
            "pyg_edge/demo_data/pyg-demo-neo/model.safetensors",

@@ -6,14 +6,14 @@ import os
 
 from aiohttp import web
 
-from pyg_edge.model import PygModel
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
 from pyg_edge.server.common import MODEL, QUEUE, SETTINGS
 from pyg_edge.server.cors import add_allow_origin, answer_preflight, check_origins
 from pyg_edge.server.engine import GenerationQueue
 from pyg_edge.server.middleware import errors_as_json, require_key
-from pyg_edge.smart_context import DEFAULT_FRACTION
 
 logger = logging.getLogger("pyg_edge")
 
@@ -35,10 +35,10 @@ def create_app(model: PygModel, api_key: str = "", max_length: int = 512,
         Regenerate instant.
       cors_origins: Origins whose browser pages may call the API ("*": any); none by
         default (pyg_edge.server.cors).
-      reuse_prefixes: Cache raw prompts' prefixes across requests (pyg_edge.prefix_reuse);
+      reuse_prefixes: Cache raw prompts' prefixes across requests (pyg_edge.chat.prefix_planner);
         False saves the memory of a cached prompt and reads every prompt in full.
       smart_context: The share of the history that a chat whose context is full keeps
-        in front of the model (pyg_edge.smart_context); 0 reads what the client sends.
+        in front of the model (pyg_edge.chat.smart_context); 0 reads what the client sends.
 
     Raises:
       ValueError: a CORS origin is not one.

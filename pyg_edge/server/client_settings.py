@@ -23,7 +23,7 @@ reads its body through apply_client_settings, so a setting means the same on eac
 import logging
 import math
 
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.params import Notes
 
 logger = logging.getLogger("pyg_edge")

@@ -11,10 +11,10 @@ import threading
 
 from aiohttp import web
 
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.model import PygModel
+from pyg_edge.chat.fitting import fit_prompt
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.stats import GenerationStats
 from pyg_edge.server.engine import GenerationQueue
-from pyg_edge.server.fitting import fit_prompt
 from pyg_edge.server.options import Completion, Limits
 from pyg_edge.server.params import BadRequest
 

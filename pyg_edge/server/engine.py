@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.prefix_reuse import PrefixPlanner
-from pyg_edge.prompt import Prompt
-from pyg_edge.smart_context import DEFAULT_FRACTION, SmartContext, speakers_from_stops
+from pyg_edge.chat.prefix_planner import PrefixPlanner
+from pyg_edge.chat.prompt import Prompt
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION, SmartContext, speakers_from_stops
+from pyg_edge.generation.stats import GenerationStats
 
 _DONE = object()
 
@@ -67,9 +67,9 @@ class GenerationQueue:
     Args:
       model: A PygModel.
       reuse_prefixes: Give raw-text prompts a static prefix that CTranslate2 caches
-        across requests (pyg_edge.prefix_reuse), so a chat's turns skip what they share.
+        across requests (pyg_edge.chat.prefix_planner), so a chat's turns skip what they share.
       smart_context: With reuse_prefixes, the share of the history a chat whose context
-        is full keeps (pyg_edge.smart_context); 0 sends every prompt as it is.
+        is full keeps (pyg_edge.chat.smart_context); 0 sends every prompt as it is.
     """
 
     def __init__(self, model, reuse_prefixes: bool = True,

@@ -7,7 +7,7 @@ rep_pen_range is ignored too: CTranslate2 penalises every earlier token.
 
 from aiohttp import web
 
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import MODEL, SETTINGS, fitted_prompt, generate, json_body, limits
 from pyg_edge.server.options import (

@@ -9,14 +9,14 @@ Probabilities panel reads all three):
 - llama.cpp (`n_probs: k`): completion_probabilities, [{content, probs: [{tok_str, prob}]}],
   probabilities rather than logs, as SillyTavern's llama.cpp type reads them.
 
-Entries are pyg_edge.token_probs.TokenLogprob; each streamed chunk carries those of the
+Entries are pyg_edge.generation.token_probs.TokenLogprob; each streamed chunk carries those of the
 tokens its text shows.
 """
 
 import math
 
+from pyg_edge.generation.token_probs import MAX_TOP_LOGPROBS
 from pyg_edge.server.params import Notes, field
-from pyg_edge.token_probs import MAX_TOP_LOGPROBS
 
 
 def requested_top(body: dict, notes: Notes, replies: int) -> int | None:

@@ -18,9 +18,9 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from pyg_edge.replies import MAX_REPLIES
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.server.chat_messages import chat_parts, fit_chat
+from pyg_edge.chat.messages import chat_parts, fit_chat
+from pyg_edge.generation.replies import MAX_REPLIES
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import (
     MODEL,

@@ -7,8 +7,8 @@ and top_p 0 are off, and a context or reply longer than the model allows is shor
 
 from dataclasses import dataclass, field
 
-from pyg_edge.characters import USER
-from pyg_edge.sampling import SamplingOptions
+from pyg_edge.chat.characters import USER
+from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.params import BadRequest, Notes
 
 MIN_PROMPT_ROOM = 16  # as KoboldCpp: a reply may not take the whole context

@@ -4,9 +4,9 @@ from importlib import resources
 
 from aiohttp import web
 
-from pyg_edge.characters import Character, character_from_bytes
-from pyg_edge.prompt import Message, build_prompt
-from pyg_edge.replies import MAX_REPLIES
+from pyg_edge.chat.characters import Character, character_from_bytes
+from pyg_edge.chat.prompt import Message, build_prompt
+from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.server.common import MODEL, SETTINGS, json_body, stream_sse
 from pyg_edge.server.engine import PromptNotice
 from pyg_edge.server.params import BadRequest, field

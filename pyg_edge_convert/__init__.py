@@ -1,6 +1,6 @@
 """pyg-edge's converter: Hugging Face gpt-neo checkpoints to CTranslate2 models, without torch.
 
-Installed under the import name ``pyg_edge_convert`` (the folder is ``convert/``).
+It imports neither the runtime nor CTranslate2, so it runs where the runtime is not installed.
 """
 
 from pyg_edge_convert.convert import QUANTIZATIONS, ConversionSummary, convert_checkpoint

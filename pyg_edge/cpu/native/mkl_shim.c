@@ -1,7 +1,7 @@
 /*
  * Loaded with RTLD_GLOBAL before CTranslate2, this library replaces, for CTranslate2's
  * statically linked oneMKL, the few exported functions that decide its speed on non-Intel
- * x86-64 CPUs (pyg_edge/gemm_backend.py chooses, tests and enables it):
+ * x86-64 CPUs (pyg_edge/cpu/gemm_backend.py chooses, tests and enables it):
  *
  * - mkl_serv_cpu_detect / mkl_serv_cpuisclx: oneMKL picks its kernels from these. On AMD
  *   it answers 0 and runs its slow reference code; the answer set here selects the AVX2 or

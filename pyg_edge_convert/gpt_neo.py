@@ -173,7 +173,7 @@ def check_prefill_chunk(chunk: int | None, exact: bool = True, max_positions: in
     is every earlier token while at most two chunks are read with nothing cached before
     them. Local layers keep their exact relative-position mask, so the pass stays exact
     for a first pass of up to 2 * chunk tokens and a pass after a cached prefix of up to
-    chunk tokens; the runtime keeps every pass within that (pyg_edge.prefill). The second
+    chunk tokens; the runtime keeps every pass within that (pyg_edge.generation.prefill). The second
     chunk skips the first chunk's queries against itself: less attention work and a
     smaller [queries, keys, head_dim + 1] tensor per local layer.
 

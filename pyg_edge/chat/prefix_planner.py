@@ -17,7 +17,7 @@ input stays the same as an uncached run), from what it has seen of recent prompt
 - Past max_tail, a new prefix is only worth its pass when it caches min_gain more tokens
   than the cached one it replaces.
 - On a model with a prefill chunk, the pass after a prefix is exact only up to the chunk
-  (pyg_edge.prefill): a prefix that leaves more after it is of no use there, so a prompt
+  (pyg_edge.generation.prefill): a prefix that leaves more after it is of no use there, so a prompt
   that shares only a short card with the recent ones is frozen up to its end instead (the
   whole pass is paid either way; a regenerate then costs nothing).
 
@@ -44,12 +44,12 @@ class PrefixPlanner:
 
     Args:
       context_length: The model's context, which scales the thresholds.
-      prefill_chunk: The model's prefill chunk (pyg_edge.prefill), 0 for none.
+      prefill_chunk: The model's prefill chunk (pyg_edge.generation.prefill), 0 for none.
       recent: How many recent prompts to compare a new one with.
       keep_cached: Reuse a cached prefix for as long as the rest of the prompt is one
         exact pass (max_tail becomes the chunk, or the context): no new prefix, so no
         model reload, while a chat grows. The server does so with smart context, which
-        cuts the prompt when the rest outgrows that pass (pyg_edge.smart_context).
+        cuts the prompt when the rest outgrows that pass (pyg_edge.chat.smart_context).
 
     Attributes:
       max_tail: A cached prefix is reused while at most this many tokens follow it (an

@@ -10,18 +10,18 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyg_edge.cpu_tuning import apply_cpu_tuning, choose_cpu_tuning, release_freed_memory
+from pyg_edge.chat.prompt import Prompt
+from pyg_edge.cpu.gemm_backend import load_ctranslate2, packs_weights
+from pyg_edge.cpu.tuning import apply_cpu_tuning, choose_cpu_tuning, release_freed_memory
 from pyg_edge.errors import ModelLoadError, PromptTooLongError, PygEdgeError
-from pyg_edge.gemm_backend import load_ctranslate2, packs_weights
-from pyg_edge.generation_stats import GenerationStats
-from pyg_edge.model_folder import DEVICES, auto_compute_type, pick_device, read_metadata
-from pyg_edge.prefill import PromptSpeed, exact_cut
-from pyg_edge.prompt import Prompt
-from pyg_edge.replies import Replies, check_reply_count, sample_replies
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.stopping import StopFilter
-from pyg_edge.token_probs import LogprobTrail, steps_with_logits, token_logprob
-from pyg_edge.tokenizer import TextTokenizer
+from pyg_edge.generation.model_folder import DEVICES, auto_compute_type, pick_device, read_metadata
+from pyg_edge.generation.prefill import PromptSpeed, exact_cut
+from pyg_edge.generation.replies import Replies, check_reply_count, sample_replies
+from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.stats import GenerationStats
+from pyg_edge.generation.stopping import StopFilter
+from pyg_edge.generation.token_probs import LogprobTrail, steps_with_logits, token_logprob
+from pyg_edge.generation.tokenizer import TextTokenizer
 
 logger = logging.getLogger("pyg_edge")
 
@@ -53,7 +53,7 @@ class _Request:
     trim: bool
     eos: int
     # False for a prefix only the prefill chunk asked for: caching it would push out ones
-    # that later prompts share (pyg_edge.prefill.exact_cut).
+    # that later prompts share (pyg_edge.generation.prefill.exact_cut).
     cache_prefix: bool = True
 
 
@@ -68,9 +68,9 @@ class PygModel:
       cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
       seed: Seeds sampling at load: the same seed and the same calls give the same text.
       cpu_tuning: On CPU, apply the process-wide settings measured fastest for this kind
-        of machine (pyg_edge.cpu_tuning) before the first model loads; False, or
+        of machine (pyg_edge.cpu.tuning) before the first model loads; False, or
         PYG_EDGE_CPU_TUNING=0 in the environment, leaves CTranslate2's defaults.
-      gemm: The CPU GEMM backend (pyg_edge.gemm_backend): "auto" picks the fastest one
+      gemm: The CPU GEMM backend (pyg_edge.cpu.gemm_backend): "auto" picks the fastest one
         proven exact on this CPU, or "onednn", "mkl-vnni", "exact-vnni", "exact-avx2"; None reads
         PYG_EDGE_GEMM. Process-wide: only the first model loaded in a process decides.
 
@@ -145,7 +145,7 @@ class PygModel:
 
     @property
     def prefill_chunk(self) -> int:
-        """Tokens per chunk of a long prompt pass (pyg_edge.prefill); 0 for one pass."""
+        """Tokens per chunk of a long prompt pass (pyg_edge.generation.prefill); 0 for one pass."""
         return self.metadata.get("prefill_chunk", 0)
 
     @property
@@ -173,7 +173,7 @@ class PygModel:
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
           static_tokens: For a str prompt, how many of its leading tokens to give
-            CTranslate2 as a static prefix, cached across calls (pyg_edge.prefix_reuse
+            CTranslate2 as a static prefix, cached across calls (pyg_edge.chat.prefix_planner
             chooses it); at least one token always stays after it.
           **overrides: Fields of SamplingOptions to change for this call.
 
@@ -202,7 +202,7 @@ class PygModel:
         """Samples n replies to prompt from one pass over it, in one batch.
 
         Iterating the result yields the first reply's text as stream() would; the other
-        replies are in its .texts once iteration ends (see pyg_edge.replies.Replies).
+        replies are in its .texts once iteration ends (see pyg_edge.generation.replies.Replies).
         Greedy options (temperature 0 or top_k 1) give n copies of the one greedy reply.
 
         Args:
@@ -255,7 +255,7 @@ class PygModel:
             cut = self._static_cut(ids, text, prompt.static_prefix)
         else:  # CTranslate2 needs at least one token after the prefix
             cut = max(0, min(static_tokens, len(ids) - 1))
-        # A model with a prefill chunk reads only some pass lengths exactly (pyg_edge.prefill).
+        # A model with a prefill chunk reads only some pass lengths exactly (prefill.py).
         exact = exact_cut(len(ids), cut, self.prefill_chunk)
         static_ids, dynamic_ids = ids[:exact], ids[exact:]
         stops = options.stop + (prompt.stop_strings if chat else ())

@@ -17,7 +17,7 @@ class GenerationStats:
       finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
         or "cancelled".
       token_logprobs: With SamplingOptions.top_logprobs, a TokenLogprob per token of the
-        reply's text (pyg_edge.token_probs).
+        reply's text (pyg_edge.generation.token_probs).
     """
 
     prompt_tokens: int = 0

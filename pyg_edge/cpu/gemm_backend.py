@@ -6,7 +6,7 @@ anywhere in pyg-edge: every module gets CTranslate2 through load_ctranslate2().
 
 On non-Intel x86-64 CPUs CTranslate2 uses oneDNN, whose int8 path for one row (each decoded
 token) runs far below the memory-bandwidth limit. The wheel's statically linked oneMKL is
-faster once told what the CPU can do, which pyg-edge's C extension (pyg_edge/native/mkl_shim.c)
+faster once told what the CPU can do, which pyg-edge's C extension (pyg_edge/cpu/native/mkl_shim.c)
 does:
 - "exact-vnni": CPUs with AVX-512 VNNI (AMD Zen 4/5, Intel since Cascade Lake). The
   extension computes few-row products (decode) with vpdpbusd, exact, straight from
@@ -160,7 +160,7 @@ def _choose(requested: str, cpu: CpuInfo) -> GemmChoice:
     if "ctranslate2" in sys.modules:
         return GemmChoice("ctranslate2 default", "ctranslate2 was imported before pyg-edge "
                           "could choose its GEMM backend; to let it choose, load a PygModel "
-                          "(or call pyg_edge.gemm_backend.load_ctranslate2()) first")
+                          "(or call pyg_edge.cpu.gemm_backend.load_ctranslate2()) first")
     backend, reason = plan(requested, cpu, shim_path() is not None)
     if backend == "onednn":
         os.environ["CT2_USE_MKL"] = "0"
@@ -184,7 +184,7 @@ def keep_mkl_memory_in_the_heap() -> None:
 
     With oneMKL linked, CTranslate2 allocates through mkl_malloc, whose own memory manager
     hands large blocks back to the kernel: perf showed over half of a long prompt pass in
-    the kernel zeroing fresh pages, and pyg_edge.cpu_tuning's heap settings never reached
+    the kernel zeroing fresh pages, and pyg_edge.cpu.tuning's heap settings never reached
     those blocks. MKL_DISABLE_FAST_MM=1 (read when oneMKL loads) makes them ordinary
     heap blocks: peak RSS of a 1,200-token cached prefix on the 2.7B shape 7.68 -> 6.38 GB.
     """
@@ -265,11 +265,11 @@ def selftest_verdict(backend: str, cpu: CpuInfo) -> dict:
 
 
 def run_selftest(backend: str) -> dict:
-    """Runs pyg_edge.gemm_selftest in a child process; a crash there is a failed verdict."""
+    """Runs pyg_edge.cpu.gemm_selftest in a child process; a crash there is a failed verdict."""
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CT2_")}
     try:
-        done = subprocess.run([sys.executable, "-m", "pyg_edge.gemm_selftest", backend],
+        done = subprocess.run([sys.executable, "-m", "pyg_edge.cpu.gemm_selftest", backend],
                               capture_output=True, text=True, env=env,
                               timeout=SELFTEST_TIMEOUT_S)
     except subprocess.TimeoutExpired:

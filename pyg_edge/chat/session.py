@@ -11,12 +11,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pyg_edge.characters import USER, Character
+from pyg_edge.chat.characters import USER, Character
+from pyg_edge.chat.prompt import Message, Prompt, build_prompt
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION, history_budget
 from pyg_edge.errors import ChatFileError
-from pyg_edge.prompt import Message, Prompt, build_prompt
-from pyg_edge.replies import check_reply_count
-from pyg_edge.sampling import SamplingOptions
-from pyg_edge.smart_context import DEFAULT_FRACTION, history_budget
+from pyg_edge.generation.replies import check_reply_count
+from pyg_edge.generation.sampling import SamplingOptions
 
 # Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
 # turn) so that the next turns stay fast.
@@ -35,7 +35,7 @@ class ChatSession:
         others are kept, and regenerate() shows one of them at once instead of generating.
         1 (the default) keeps none.
       smart_context: The share of the history room kept when the history outgrows the
-        context, as the server's smart context keeps it (pyg_edge.smart_context).
+        context, as the server's smart context keeps it (pyg_edge.chat.smart_context).
     """
 
     def __init__(self, model, character: Character, options: SamplingOptions | None = None,

@@ -16,7 +16,7 @@ pyg-edge can set the same variable before starting Python.
 
 import platform
 
-from pyg_edge.cpu_tuning import tuning_turned_off
+from pyg_edge.cpu.tuning import tuning_turned_off
 
 TUNABLE = "glibc.cpu.x86_non_temporal_threshold"
 THRESHOLD = 0x20000  # 128 KB: caches of 128 or more tokens per head

@@ -78,7 +78,7 @@ def convert_checkpoint(
         sliding window, gpt_neo.check_prefill_chunk); None (the default) is half the
         model's context, which reads every prompt that fits exactly; 0 reads a prompt in
         one pass. A chunked model's forward_batch refuses inputs longer than the chunk:
-        score with pyg_edge.scoring.scoring_generator.
+        score with pyg_edge.generation.scoring.scoring_generator.
 
     Raises:
       ConversionError: bad input, or dest cannot be written.

@@ -19,9 +19,9 @@ a "You:" line (the reply stops at the character's turn).
 import re
 from dataclasses import dataclass, replace
 
-from pyg_edge.characters import USER, Character, fill_placeholders
+from pyg_edge.chat.characters import USER, Character, fill_placeholders
+from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.errors import PromptTooLongError
-from pyg_edge.prompt import Message, Prompt, build_prompt
 from pyg_edge.server.params import BadRequest, Notes, field
 
 NEUTRAL_NAME = "Character"

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field, fields, replace
 
-from pyg_edge.token_probs import MAX_TOP_LOGPROBS
+from pyg_edge.generation.token_probs import MAX_TOP_LOGPROBS
 
 DEFAULT_BANNED = ("Persona:", "Scenario:", "<START>")
 

@@ -2,8 +2,9 @@
 
 import os
 
-from pyg_edge import __version__, gemm_backend
-from pyg_edge.copy_tuning import threshold_in_effect
+from pyg_edge import __version__
+from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu.copy_tuning import threshold_in_effect
 
 # The ISA flags that decide which kernels can run (gemm_backend, CTranslate2's own dispatch).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from pyg_edge.stopping import StopFilter
+from pyg_edge.generation.stopping import StopFilter
 
 # Each reply holds its own copy of the prompt's state (about 1 GB at 1,500 tokens on the
 # 2.7B shape on CPU), so a few are useful and many only exhaust memory.

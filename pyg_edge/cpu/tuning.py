@@ -70,7 +70,7 @@ def apply_cpu_tuning(tuning: CpuTuning) -> CpuTuning:
 
 
 def tuning_turned_off(environ) -> bool:
-    """PYG_EDGE_CPU_TUNING=0: this module's settings and pyg_edge.copy_tuning's stay off."""
+    """PYG_EDGE_CPU_TUNING=0: this module's settings and pyg_edge.cpu.copy_tuning's stay off."""
     return environ.get("PYG_EDGE_CPU_TUNING") == "0"
 
 

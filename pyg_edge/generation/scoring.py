@@ -1,6 +1,6 @@
 """Scoring (forward_batch/score_batch) on models converted with a prefill chunk.
 
-CTranslate2's decoder-level sliding window (the prefill chunk, pyg_edge.prefill) breaks
+CTranslate2's decoder-level sliding window (the prefill chunk, pyg_edge.generation.prefill) breaks
 forward_batch and score_batch on inputs longer than the chunk ("buffer to copy is of
 size ..."). Those read the whole input at once with no cache, which the exact local
 attention handles on its own, so scoring loads the same weights with the chunk set to 0:
@@ -12,8 +12,8 @@ The price is twice the file's size in memory while the model loads (for benchmar
 import os
 import struct
 
-from pyg_edge.gemm_backend import load_ctranslate2
-from pyg_edge.model_folder import read_metadata
+from pyg_edge.cpu.gemm_backend import load_ctranslate2
+from pyg_edge.generation.model_folder import read_metadata
 
 CHUNK_VARIABLE = "decoder/sliding_window"
 # The converter writes the decoder's scalars first; the chunk is among the first few.

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyg_edge.characters import USER, Character
+from pyg_edge.chat.characters import USER, Character
 from pyg_edge.errors import PromptTooLongError
 
 _SPEAKER = re.compile(r"^([^\s:<>][^:\n<>]{0,39}):", re.MULTILINE)

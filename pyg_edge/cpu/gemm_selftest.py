@@ -1,6 +1,6 @@
-"""The GEMM self-test, run in its own process: `python -m pyg_edge.gemm_selftest BACKEND`.
+"""The GEMM self-test, run in its own process: `python -m pyg_edge.cpu.gemm_selftest BACKEND`.
 
-Enables BACKEND as the runtime would (pyg_edge.gemm_backend.enable), then sends full-range
+Enables BACKEND as the runtime would (pyg_edge.cpu.gemm_backend.enable), then sends full-range
 u8 x s8 matrices, with the extreme rows and columns that make 16-bit sums saturate, through
 cblas_gemm_s8u8s32 as CTranslate2 calls it (row major, weights transposed, a row offset), in
 the shapes decode and prompt passes use, and compares every output with the exact integer
@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from pyg_edge import gemm_backend
+from pyg_edge.cpu import gemm_backend
 
 ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
 ROW_OFFSET, FIX_OFFSET = 171, 173  # mkl_cblas.h

@@ -1,0 +1,1 @@
+"""One CTranslate2 call: a converted model, its tokenizer, sampling, stopping and streaming."""
