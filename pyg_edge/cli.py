@@ -15,7 +15,8 @@ from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.errors import PygEdgeError
-from pyg_edge.generation.model import DEVICES, PygModel, read_metadata
+from pyg_edge.generation.model import PygModel
+from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
@@ -116,10 +117,9 @@ def chat(model_path, card, history, replies, device, compute_type, threads, **sa
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
-            model.on_long_prompt = _announce_reading
             # The seed applies once, at load: /regen must give a new reply, not the same one.
             session = ChatSession(model, character, options.with_overrides(seed=None), messages,
-                                  replies)
+                                  replies, on_long_prompt=_announce_reading)
             _chat_loop(session)
 
 
@@ -193,6 +193,7 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, pr
     Without MODEL, serves the bundled demo model (converted on first use).
     """
     try:
+        from pyg_edge.server import ServerSettings
         from pyg_edge.server import serve as run_server
         from pyg_edge.server.cors import check_origins
     except ImportError:
@@ -202,10 +203,11 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, pr
         cors_origins = check_origins(cors_origins)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
+    settings = ServerSettings(host, port, api_key, max_length, replies, cors_origins,
+                              prefix_cache, smart_context)
     with _user_errors():
         model_path = model_path or _demo_model()
-        run_server(model_path, host, port, api_key, max_length, replies, cors_origins,
-                   prefix_cache, smart_context, device=device, compute_type=compute_type,
+        run_server(model_path, settings, device=device, compute_type=compute_type,
                    cpu_threads=threads)
 
 
@@ -284,7 +286,7 @@ def _show_reply(name: str, pieces) -> None:
 
 
 def _announce_reading(tokens: int, seconds: float | None) -> None:
-    """Tells the user a long prompt pass is starting (PygModel.on_long_prompt)."""
+    """Tells the user a long prompt pass is starting (ChatSession's on_long_prompt)."""
     estimate = f", about {max(1, round(seconds)):,} s" if seconds is not None else ""
     click.echo(f"(reading {tokens:,} tokens{estimate})", err=True)
 

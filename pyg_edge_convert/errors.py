@@ -1,5 +1,8 @@
-"""The one exception the converter raises for anything wrong with its input or output."""
+"""The one exception the converter raises for anything wrong with its input or output.
 
+It is pyg_edge.errors.ConversionError, so an app catches it as a PygEdgeError too.
+"""
 
-class ConversionError(Exception):
-    """A conversion cannot go on; the message is one line a user can act on."""
+from pyg_edge.errors import ConversionError
+
+__all__ = ["ConversionError"]

@@ -8,7 +8,7 @@ import threading
 
 from aiohttp import web
 
-from pyg_edge.server import create_app
+from pyg_edge.server import ServerSettings, create_app
 
 
 class RunningServer:
@@ -23,7 +23,7 @@ class RunningServer:
 
     def _run(self, model, settings):
         asyncio.set_event_loop(self._loop)
-        self.app = create_app(model, **settings)
+        self.app = create_app(model, ServerSettings(**settings))
         self._runner = web.AppRunner(self.app)
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -98,9 +98,13 @@ class RecordingModel:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def stream(self, prompt, options=None, **kwargs):
+    def stream(self, prompt, options=None, plan=None, **kwargs):
+        def recorded(cached):
+            self.prompt, static_tokens = plan(cached) if plan else (prompt, 0)
+            return self.prompt, static_tokens
+
         self.prompt, self.options = prompt, options
-        yield from self._model.stream(prompt, options, **kwargs)
+        return self._model.stream(prompt, options, plan=recorded, **kwargs)
 
 
 # The server the client contract tests (test_server_*_clients.py) talk to: the demo model,

@@ -10,11 +10,11 @@ from pyg_edge.chat.prefix_planner import BLOCK, PrefixPlanner
 from pyg_edge.chat.prompt import Message, Prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cli import main
-from pyg_edge.generation.model import MAX_CACHED_PREFIXES
 from pyg_edge.generation.prefill import exact_cut
+from pyg_edge.generation.prefix_cache import MAX_CACHED_PREFIXES
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server import create_app
-from pyg_edge.server.common import QUEUE
+from pyg_edge.server import ServerSettings, create_app
+from pyg_edge.server.common import COMPLETIONS
 from server_harness import RunningServer
 from sillytavern_prompt import SEPARATOR, sillytavern_prompt, story_string
 
@@ -108,7 +108,7 @@ def test_a_growing_sillytavern_chat_reuses_its_prefix(tiny_model):
 
 
 def planner_for(model) -> PrefixPlanner:
-    """The planner the server gives model (GenerationQueue)."""
+    """The planner the server gives model (ReadPlanner without smart context)."""
     return PrefixPlanner(model.context_length, model.prefill_chunk)
 
 
@@ -246,12 +246,11 @@ def test_serve_can_turn_the_prefix_cache_off(monkeypatch, tiny_model):
     monkeypatch.setattr(pyg_edge.server, "serve", lambda *args, **kw: served.append(args))
     result = CliRunner().invoke(main, ["serve", str(tiny_model.path), "--no-prefix-cache"])
     assert result.exit_code == 0, result.output
-    assert served[0][-2] is False
+    assert served[0][1].prefix_cache is False
     for reuse in (False, True):
-        queue = create_app(tiny_model, reuse_prefixes=reuse)[QUEUE]
-        assert (queue.prefixes is not None) == reuse
-        assert queue.smart.fraction == (DEFAULT_FRACTION if reuse else 0)  # none uncached
-        queue.close()
+        planner = create_app(tiny_model, ServerSettings(prefix_cache=reuse))[COMPLETIONS].planner
+        assert (planner.prefixes is not None) == reuse
+        assert planner.smart.fraction == (DEFAULT_FRACTION if reuse else 0)  # none uncached
 
 
 def test_serve_takes_the_smart_context_fraction(monkeypatch, tiny_model):
@@ -263,7 +262,7 @@ def test_serve_takes_the_smart_context_fraction(monkeypatch, tiny_model):
                          ).exit_code == 0
     assert runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "0"]
                          ).exit_code == 0
-    assert [args[-1] for args in served] == [DEFAULT_FRACTION, 0.3, 0.0]
+    assert [args[1].smart_context for args in served] == [DEFAULT_FRACTION, 0.3, 0.0]
     refused = runner.invoke(main, ["serve", str(tiny_model.path), "--smart-context", "1"])
     assert refused.exit_code != 0 and "smart-context" in refused.output
 

@@ -28,17 +28,21 @@ def test_prompt_speed_estimates_only_from_comparable_passes():
 
 def test_the_model_announces_long_passes_with_its_own_measured_speed(tiny_model):
     heard = []
-    tiny_model.on_long_prompt = lambda tokens, seconds: heard.append((tokens, seconds))
+
+    def listen(tokens, seconds):
+        heard.append((tokens, seconds))
+
     tiny_model.long_prompt_tokens = 64
     tiny_model.prompt_speed = PromptSpeed()  # the session's model: forget earlier tests
     try:
         prompt = " ".join(f"word{i}" for i in range(60))
-        tiny_model.generate(prompt, max_new_tokens=2, temperature=0)
+        tiny_model.generate(prompt, max_new_tokens=2, temperature=0, on_long_prompt=listen)
         first = tiny_model.last_generation
-        tiny_model.generate(prompt + " more", max_new_tokens=2, temperature=0)
-        tiny_model.generate("short", max_new_tokens=2, temperature=0)
+        tiny_model.generate(prompt + " more", max_new_tokens=2, temperature=0,
+                            on_long_prompt=listen)
+        tiny_model.generate("short", max_new_tokens=2, temperature=0, on_long_prompt=listen)
+        tiny_model.generate(prompt + " other", max_new_tokens=2)  # no listener: none heard
     finally:
-        tiny_model.on_long_prompt = None
         tiny_model.long_prompt_tokens = pyg_edge.generation.model.LONG_PROMPT_TOKENS
     assert first.read_tokens == first.prompt_tokens >= 64
     assert len(heard) == 2  # not the short prompt
@@ -88,7 +92,6 @@ def test_web_chat_stream_announces_a_long_prompt_pass_first(announcing):
         assert events[0] == {"reading": {"tokens": tokens, "seconds": pytest.approx(tokens / 100)}}
         assert "token" in events[1]  # the notice came before the first token, once
         assert not any("reading" in e for e in events[1:])
-        assert announcing.on_long_prompt is None  # the server's listener is gone again
         announcing.long_prompt_tokens = 10_000
         events = server.events("/api/pyg-edge/chat/stream", chat)
         assert not any("reading" in e for e in events) and "token" in events[0]

@@ -108,6 +108,8 @@ def test_serve_passes_its_cors_origins_and_refuses_bad_ones(monkeypatch, tiny_mo
     result = CliRunner().invoke(main, ["serve", str(tiny_model.path), "--cors-origin",
                                        LITE + "/", "--cors-origin", "http://127.0.0.1:8000"])
     assert result.exit_code == 0, result.output
-    assert served[0][-3:-1] == ((LITE, "http://127.0.0.1:8000"), True)  # prefix cache on
+    settings = served[0][1]
+    assert settings.cors_origins == (LITE, "http://127.0.0.1:8000")
+    assert settings.prefix_cache is True
     result = CliRunner().invoke(main, ["serve", str(tiny_model.path), "--cors-origin", "lite"])
     assert result.exit_code == 2 and "--cors-origin" in result.output and not served[1:]

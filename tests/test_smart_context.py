@@ -1,22 +1,20 @@
 """Smart context: a chat whose context is full keeps its card and a stable block of history.
 
 Unit tests count words (whitespace-separated) as tokens; the model tests run SillyTavern-
-shaped chats through the server's GenerationQueue and check every turn against an
+shaped chats through the library's Completions (as the server does) and check every turn against an
 uncached run of the text the model read.
 """
 
 import asyncio
-import threading
 from dataclasses import replace
 
 import pytest
 
 from pyg_edge.chat.characters import Character
+from pyg_edge.chat.completions import Completions
 from pyg_edge.chat.prompt import Message
 from pyg_edge.chat.smart_context import SmartContext, history_budget, speakers_from_stops
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.generation.stats import GenerationStats
-from pyg_edge.server.engine import GenerationQueue
 from sillytavern_prompt import sillytavern_prompt, story_string
 
 CARD = Character("Aqua", persona="Aqua is a water goddess of the guild.",
@@ -155,22 +153,21 @@ GREEDY = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
 
 
 def replay(model, turns: int, fraction: float = 0.5, context: int = 256, response: int = 32):
-    """A SillyTavern chat through GenerationQueue: per turn, (read text, stats, reply)."""
+    """A SillyTavern chat through Completions (the async calls, as the server makes them):
+    per turn, (read text, stats, reply, the client's prompt)."""
     count = model.tokenizer.count
     prompts = chat_prompts(turns, count, context, response, reply_words=8)
+    completions = Completions(model, smart_context=fraction)
+    # The client's room for the prompt is context - response.
+    client_context = context - response + GREEDY.max_new_tokens
 
     async def run():
-        queue = GenerationQueue(model, smart_context=fraction)
         rows = []
-        try:
-            for text in prompts:
-                stats, pieces = GenerationStats(), []
-                async for piece in queue.stream(text, GREEDY, threading.Event(), stats,
-                                                room=context - response):
-                    pieces.append(piece)
-                rows.append((queue.last.read, stats, "".join(pieces), text))
-        finally:
-            queue.close()
+        for text in prompts:
+            # As sent: a few prompts are over the room, which create_completion would cut.
+            stream = completions.complete_prompt(text, GREEDY, context=client_context)
+            pieces = [chunk.text async for chunk in stream]
+            rows.append((completions.planner.last_read, stream.stats, "".join(pieces), text))
         return rows
 
     return asyncio.run(run())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.stats import PromptNotice
 from server_harness import RunningServer
 from test_characters import TAVERN_V1, b64, png_with_text
 
@@ -98,9 +99,8 @@ def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, bro
     tiny_model.long_prompt_tokens = 16  # the page's default chat is about 30 tokens
     tiny_model.prompt_speed = PromptSpeed()
     tiny_model.prompt_speed.record(200, 2.0)  # 100 tokens/s: "about 1 s"
-    # Called after the server queued the notice: the pass takes 0.5 s, as a long one would.
-    tiny_model.on_long_prompt = lambda tokens, seconds: time.sleep(0.5)
-    server = RunningServer(tiny_model, defaults=SamplingOptions(max_new_tokens=8))
+    # After the notice is sent, the pass takes 0.5 s, as a long one would.
+    server = RunningServer(PausingModel(tiny_model), defaults=SamplingOptions(max_new_tokens=8))
     try:
         browser.get(f"http://127.0.0.1:{server.port}/")
         assert not browser.find_element(By.ID, "notice").is_displayed()
@@ -118,9 +118,37 @@ def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, bro
         assert not browser.find_element(By.ID, "notice").is_displayed()
     finally:
         server.stop()
-        tiny_model.on_long_prompt = None
         tiny_model.long_prompt_tokens = LONG_PROMPT_TOKENS
         tiny_model.prompt_speed = PromptSpeed()
+
+
+class PausingModel:
+    """The tiny model, pausing 0.5 s in its generation thread after a long-pass notice."""
+
+    def __init__(self, model):
+        self._model = model
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+    def stream_replies(self, *args, **kwargs):
+        return self._paused(self._model.stream_replies(*args, **kwargs))
+
+    def stream(self, *args, **kwargs):
+        return self._paused(self._model.stream(*args, **kwargs))
+
+    @staticmethod
+    def _paused(stream):
+        call = stream._call  # the generation thread hands items over through emit
+        emit = call.emit
+
+        def pause_after_notice(item):
+            emit(item)
+            if isinstance(item, PromptNotice):
+                time.sleep(0.5)
+
+        call.emit = pause_after_notice
+        return stream
 
 
 class CountingModel:

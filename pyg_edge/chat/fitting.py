@@ -7,9 +7,20 @@ separate `memory` field, and the persona block of a Pygmalion-format prompt (eve
 before its first <START>), as long as it takes at most half the room.
 """
 
+import logging
 import re
 
-from pyg_edge.server.params import Notes
+logger = logging.getLogger("pyg_edge")
+
+
+
+class Notes(list):
+    """What was changed in a request to make it fit (one line each), for logs and replies."""
+
+    def add(self, message: str) -> None:
+        logger.info("request adjusted: %s", message)
+        self.append(message)
+
 
 _PERSONA_HEAD = re.compile(r"^[^\n]{1,60}'s Persona:[^\n]*\n(?:.*\n)*?<START>\n")
 

@@ -1,4 +1,5 @@
-"""OpenAI chat messages turned into a Pygmalion prompt, for /v1/chat/completions.
+"""OpenAI chat messages turned into a Pygmalion prompt (Completions.create_chat_completion,
+and so the server's /v1/chat/completions).
 
 System messages are the persona, the assistant is the character, the user is "You".
 Clients such as SillyTavern's Chat Completion (Custom) send messages without `name`
@@ -20,9 +21,9 @@ import re
 from dataclasses import dataclass, replace
 
 from pyg_edge.chat.characters import USER, Character, fill_placeholders
+from pyg_edge.chat.fitting import Notes
 from pyg_edge.chat.prompt import Message, Prompt, build_prompt
-from pyg_edge.errors import PromptTooLongError
-from pyg_edge.server.params import BadRequest, Notes, field
+from pyg_edge.errors import InvalidRequestError, PromptTooLongError
 
 NEUTRAL_NAME = "Character"
 ROLES = ("system", "developer", "user", "assistant")
@@ -57,18 +58,24 @@ class ChatParts:
     kind: str = REPLY
 
 
-def chat_parts(body: dict) -> ChatParts:
-    """Reads the messages (and the optional `character` / `char_name` fields) of a body.
+def chat_parts(messages, character: str = "", user_name: str = "") -> ChatParts:
+    """Reads OpenAI-style messages ({"role", "content", "name"?} dicts).
+
+    Args:
+      messages: The chat, oldest first.
+      character: Who replies, when the messages do not say (else read from them).
+      user_name: The user's name in the client, whose lines the reply must not write.
 
     Raises:
-      BadRequest: messages is missing, empty, or has a message without role or text.
+      InvalidRequestError: messages is not a non-empty list, or has a message without role
+        or text.
     """
-    messages = [_checked(i, m) for i, m in enumerate(_message_list(body))]
+    messages = [_checked(i, m) for i, m in enumerate(_message_list(messages))]
     kind = _kind(messages)
     if kind != REPLY:
         messages = messages[:-1]  # the instruction is carried out in the prompt instead
     system = "\n".join(text for role, name, text in messages if role == "system" and not name)
-    name = _character_name(body, messages, system)
+    name = _character_name(character, messages, system)
     texts = [(role, who, fill_placeholders(text, name)) for role, who, text in messages]
     persona = "\n".join(t for r, who, t in texts if r == "system" and not who and
                         not _MARKER.match(t)).strip()
@@ -76,8 +83,8 @@ def chat_parts(body: dict) -> ChatParts:
     history = [Message(USER, t, True) if r == "user" else Message(name, t)
                for r, who, t in texts if r != "system"]
     message = history.pop().text if history and history[-1].is_user else None
-    character = Character(name, persona=persona, example_dialogue=_examples(texts, name))
-    return ChatParts(character, history, message, _extra_stops(body, system, texts, name),
+    replier = Character(name, persona=persona, example_dialogue=_examples(texts, name))
+    return ChatParts(replier, history, message, _extra_stops(user_name, system, texts, name),
                      kind)
 
 
@@ -96,10 +103,9 @@ def _kind(messages: list) -> str:
     return REPLY
 
 
-def _message_list(body: dict) -> list:
-    messages = body.get("messages")
+def _message_list(messages) -> list:
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("field 'messages' must be a non-empty list")
+        raise InvalidRequestError("field 'messages' must be a non-empty list")
     return messages
 
 
@@ -111,7 +117,7 @@ def _checked(index: int, message) -> tuple:
         content = "".join(p.get("text", "") for p in content
                           if isinstance(p, dict) and isinstance(p.get("text"), str))
     if not isinstance(content, str):
-        raise BadRequest(f"messages[{index}] needs a role ({', '.join(ROLES)}) and string "
+        raise InvalidRequestError(f"messages[{index}] needs a role ({', '.join(ROLES)}) and string "
                          "content")
     role = "system" if message["role"] == "developer" else message["role"]
     name = message.get("name") if isinstance(message.get("name"), str) else ""
@@ -119,8 +125,7 @@ def _checked(index: int, message) -> tuple:
     return role, example or (name if role == "assistant" else ""), content.strip()
 
 
-def _character_name(body: dict, messages: list, system: str) -> str:
-    given = field(body, "character", str, "") or field(body, "char_name", str, "")
+def _character_name(given: str, messages: list, system: str) -> str:
     named = [who for role, who, _ in messages if role == "assistant" and who]
     if given or named:
         return (given or named[0]).strip()
@@ -143,9 +148,9 @@ def _examples(texts: list, name: str) -> tuple:
     return tuple(blocks + (["\n".join(lines)] if lines else []))
 
 
-def _extra_stops(body: dict, system: str, texts: list, name: str) -> tuple:
+def _extra_stops(user_name: str, system: str, texts: list, name: str) -> tuple:
     """Lines the reply must not write: the user under their own name, other speakers."""
-    users = [field(body, "user_name", str, "")]
+    users = [user_name]
     if match := _USER_PATTERN.search(system):
         users.append(match.group(2))
     speakers = users + [s for r, _, t in texts if r != "system" for s in _SPEAKER_LINE.findall(t)]

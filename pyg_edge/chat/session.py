@@ -7,6 +7,7 @@ line: name, is_user, mes), so SillyTavern chats load as they are.
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 from pyg_edge.chat.characters import USER, Character
 from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION, history_budget
-from pyg_edge.errors import ChatFileError
+from pyg_edge.errors import ChatFileError, ReentryError
 from pyg_edge.generation.replies import check_reply_count
 from pyg_edge.generation.sampling import SamplingOptions
 
@@ -36,12 +37,20 @@ class ChatSession:
         1 (the default) keeps none.
       smart_context: The share of the history room kept when the history outgrows the
         context, as the server's smart context keeps it (pyg_edge.chat.smart_context).
+      on_long_prompt: Called as on_long_prompt(tokens, seconds), from the generation's
+        thread, before a long prompt pass (PygModel.stream).
+
+    Threads: one reply streams at a time; send(), regenerate() or reply() while a reply
+    still streams raises ReentryError. history is a list that a reply appends to when it
+    ends: another thread (a UI) may read it, or copy it, at any time.
     """
 
     def __init__(self, model, character: Character, options: SamplingOptions | None = None,
                  history: list | None = None, replies: int = 1,
-                 smart_context: float = DEFAULT_FRACTION):
+                 smart_context: float = DEFAULT_FRACTION, on_long_prompt=None):
         self.model = model
+        self.on_long_prompt = on_long_prompt
+        self._streaming = threading.Lock()
         self.character = character
         self.options = options or SamplingOptions()
         self.replies = check_reply_count(replies)
@@ -176,17 +185,28 @@ class ChatSession:
         return self._stream_reply(n, cancel)
 
     def _stream_reply(self, n: int, cancel) -> Iterator[str]:
+        if not self._streaming.acquire(blocking=False):
+            raise ReentryError("a reply of this chat is still streaming: read it to the end "
+                               "or close it first")
+        try:
+            yield from self._generate_reply(n, cancel)
+        finally:
+            self._streaming.release()
+
+    def _generate_reply(self, n: int, cancel) -> Iterator[str]:
         context, prompt = self._context(), self.prompt()
+        kwargs = dict(cancel=cancel, on_long_prompt=self.on_long_prompt)
         if n > 1:
-            stream = self.model.stream_replies(prompt, n, self.options, cancel=cancel)
+            stream = self.model.stream_replies(prompt, n, self.options, **kwargs)
         else:
-            stream = self.model.stream(prompt, self.options, cancel=cancel)
+            stream = self.model.stream(prompt, self.options, **kwargs)
         pieces = []
         try:
             for piece in stream:
                 pieces.append(piece)
                 yield piece
         finally:
+            stream.close()
             # Whatever was shown is kept, also when the reply was cancelled.
             if pieces:
                 self.history.append(Message(self.character.name, "".join(pieces)))

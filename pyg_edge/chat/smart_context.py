@@ -31,6 +31,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from pyg_edge.errors import OptionsError
+
 logger = logging.getLogger("pyg_edge")
 
 DEFAULT_FRACTION = 0.8
@@ -78,7 +80,7 @@ class SmartContext:
 
     def __init__(self, count, fraction: float = DEFAULT_FRACTION, max_dynamic: int | None = None):
         if not 0 <= fraction < 1:
-            raise ValueError(f"smart context fraction is {fraction}: expected 0 (off) to < 1")
+            raise OptionsError(f"smart context fraction is {fraction}: expected 0 (off) to < 1")
         self.count = count
         self.fraction = fraction
         self.max_dynamic = max_dynamic

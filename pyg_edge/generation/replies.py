@@ -10,9 +10,11 @@ computing it. PygModel.stream_replies is the entry point; this module is its hel
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
+from pyg_edge.errors import OptionsError
 from pyg_edge.generation.stopping import StopFilter
+from pyg_edge.generation.streams import TextStream
 
 # Each reply holds its own copy of the prompt's state (about 1 GB at 1,500 tokens on the
 # 2.7B shape on CPU), so a few are useful and many only exhaust memory.
@@ -24,19 +26,28 @@ def check_reply_count(n) -> int:
     """Returns n if it is a valid number of replies.
 
     Raises:
-      ValueError: n is not a whole number from 1 to MAX_REPLIES.
+      OptionsError: n is not a whole number from 1 to MAX_REPLIES.
     """
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_REPLIES:
-        raise ValueError(f"the number of replies is {n!r}, expected a whole number from 1 to "
+        raise OptionsError(f"the number of replies is {n!r}, expected a whole number from 1 to "
                          f"{MAX_REPLIES} (each reply holds its own copy of the prompt's state)")
     return n
 
 
-class Replies:
+class ReplyResults:
+    """What the engine fills in for n replies sampled together (see Replies)."""
+
+    def __init__(self, n: int):
+        self.texts = [""] * n
+        self.finish_reasons = ["cancelled"] * n
+        self.new_tokens = [0] * n
+
+
+class Replies(TextStream):
     """n replies sampled together; iterating yields the first reply's text as it comes.
 
     Iteration ends once every reply has ended, so a reply that runs on past the first
-    keeps the iteration open. Stop iterating (or close()) to stop them all.
+    keeps the iteration open. Stop iterating and close() (or cancel()) to stop them all.
 
     Attributes:
       texts: The n replies (texts[0] is the streamed one), complete once iteration ends.
@@ -45,25 +56,25 @@ class Replies:
       new_tokens: Tokens generated per reply (end tokens not counted).
     """
 
-    def __init__(self, n: int, run: Callable[["Replies"], Iterator[str]]):
-        self.texts = [""] * n
-        self.finish_reasons = ["cancelled"] * n
-        self.new_tokens = [0] * n
-        self._pieces = run(self)
+    def __init__(self, results: ReplyResults, run, call, reading):
+        super().__init__(run, call, reading)
+        self.results = results
 
-    def __iter__(self) -> Iterator[str]:
-        return self._pieces
+    @property
+    def texts(self) -> list:
+        return self.results.texts
 
-    def __next__(self) -> str:
-        return next(self._pieces)
+    @property
+    def finish_reasons(self) -> list:
+        return self.results.finish_reasons
 
-    def close(self) -> None:
-        """Stops generating every reply."""
-        self._pieces.close()
+    @property
+    def new_tokens(self) -> list:
+        return self.results.new_tokens
 
     def wait(self) -> list:
         """Generates to the end (without showing the first reply); returns the texts."""
-        for _ in self._pieces:
+        for _ in self:
             pass
         return self.texts
 
@@ -99,7 +110,7 @@ class _Reply:
         return tail
 
 
-def sample_replies(generator, tokenizer, request, result: Replies, cancel, kwargs: dict,
+def sample_replies(generator, tokenizer, request, result: ReplyResults, cancel, kwargs: dict,
                    stats, started: float) -> Iterator[str]:
     """Runs one generate_batch for len(result.texts) replies; yields the first one's text.
 
@@ -175,7 +186,7 @@ def _drain(pieces: queue.Queue, cancel) -> Iterator[str]:
         yield item
 
 
-def _collect(replies: list, result: Replies, n: int) -> None:
+def _collect(replies: list, result: ReplyResults, n: int) -> None:
     """Fills result from the replies; a single greedy reply fills all n."""
     for i in range(n):
         reply = replies[i if len(replies) > 1 else 0]

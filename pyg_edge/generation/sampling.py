@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field, fields, replace
 
+from pyg_edge.errors import OptionsError, UnknownOptionError
 from pyg_edge.generation.token_probs import MAX_TOP_LOGPROBS
 
 DEFAULT_BANNED = ("Persona:", "Scenario:", "<START>")
@@ -58,14 +59,15 @@ class SamplingOptions:
                            f"None or in [0, {MAX_TOP_LOGPROBS}]"))
         for name, valid, expected in checks:
             if not valid:
-                raise ValueError(f"{name} is {getattr(self, name)!r}, expected {expected}")
+                raise OptionsError(f"{name} is {getattr(self, name)!r}, expected {expected}")
 
     def with_overrides(self, **overrides) -> "SamplingOptions":
-        """A copy with some fields changed; unknown names raise a TypeError listing valid ones."""
+        """A copy with some fields changed; an unknown name raises UnknownOptionError (a
+        TypeError) listing the valid ones."""
         known = {f.name for f in fields(self)}
         unknown = set(overrides) - known
         if unknown:
-            raise TypeError(
+            raise UnknownOptionError(
                 f"unknown sampling option {sorted(unknown)[0]!r}; expected one of: "
                 + ", ".join(sorted(known))
             )

@@ -1,11 +1,12 @@
-"""The figures of one generation, which PygModel keeps as last_generation."""
+"""The figures of one generation (each call's stream carries its own), and the notice of a
+long prompt pass."""
 
 from dataclasses import dataclass, field
 
 
 @dataclass
 class GenerationStats:
-    """Figures of the latest generation.
+    """Figures of one generation.
 
     Attributes:
       prompt_tokens: Tokens in the prompt.
@@ -15,7 +16,7 @@ class GenerationStats:
       first_token_seconds: From the call to the first generated token.
       seconds: From the call to the end of generation.
       finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
-        or "cancelled".
+        or "cancelled" (the caller's cancel, while queued, loading or generating).
       token_logprobs: With SamplingOptions.top_logprobs, a TokenLogprob per token of the
         reply's text (pyg_edge.generation.token_probs).
     """
@@ -28,3 +29,16 @@ class GenerationStats:
     seconds: float = 0.0
     finish_reason: str = "length"
     token_logprobs: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PromptNotice:
+    """A long prompt pass about to start, for the caller to show (on_long_prompt).
+
+    Attributes:
+      tokens: Prompt tokens to read that are not cached.
+      seconds: The model's estimate from this machine's past passes, or None.
+    """
+
+    tokens: int
+    seconds: float | None

@@ -1,40 +1,39 @@
 """What every API's routes share: the app's state, JSON bodies, and running a generation.
 
-A generation runs to its end (generate) or streams as server-sent events (stream_sse);
-either way it stops when its client goes away.
+A generation is a CompletionStream from the library (pyg_edge.chat.completions). It runs to
+its end (generate) or streams as server-sent events (stream_sse); either way it stops when
+its client goes away.
 """
 
 import asyncio
 import contextlib
 import json
-import threading
 
 from aiohttp import web
 
-from pyg_edge.chat.fitting import fit_prompt
+from pyg_edge.chat.completions import Completions
 from pyg_edge.generation.model import PygModel
-from pyg_edge.generation.stats import GenerationStats
-from pyg_edge.server.engine import GenerationQueue
-from pyg_edge.server.options import Completion, Limits
+from pyg_edge.server.generations import Generations
+from pyg_edge.server.options import Limits
 from pyg_edge.server.params import BadRequest
+from pyg_edge.server.settings import ServerSettings
 
 MODEL = web.AppKey("model", PygModel)
-QUEUE = web.AppKey("queue", GenerationQueue)
-SETTINGS = web.AppKey("settings", dict)
+COMPLETIONS = web.AppKey("completions", Completions)
+GENERATIONS = web.AppKey("generations", Generations)
+SETTINGS = web.AppKey("settings", ServerSettings)
+NAME = web.AppKey("name", str)
 
 
 def limits(request) -> Limits:
     """What the model and the server's settings allow a request."""
     model = request.app[MODEL]
-    return Limits(model.context_length, request.app[SETTINGS]["max_length"],
+    return Limits(model.context_length, request.app[SETTINGS].max_length,
                   len(model.tokenizer.vocabulary))
 
 
-def fitted_prompt(request, completion: Completion) -> str:
-    """The completion's memory and prompt, cut from the left to leave room for the reply."""
-    room = completion.context - completion.options.max_new_tokens
-    return fit_prompt(request.app[MODEL].tokenizer, completion.prompt, room,
-                      completion.notes, completion.memory)
+def completions(request) -> Completions:
+    return request.app[COMPLETIONS]
 
 
 async def json_body(request) -> dict:
@@ -53,14 +52,14 @@ async def json_body(request) -> dict:
 
 
 @contextlib.asynccontextmanager
-async def _cancel_on_disconnect(request, cancel: threading.Event):
-    """Sets cancel when the client goes away, also while it waits for its first token."""
+async def _cancel_on_disconnect(request, stream):
+    """Cancels stream when the client goes away, also while it waits for its first token."""
 
     async def watch():
-        while not cancel.is_set():
+        while stream.state != "done":
             transport = request.transport
             if transport is None or transport.is_closing():
-                cancel.set()
+                stream.cancel()
                 return
             await asyncio.sleep(0.1)
 
@@ -71,43 +70,39 @@ async def _cancel_on_disconnect(request, cancel: threading.Event):
         watcher.cancel()
 
 
-async def generate(request, prompt, options, key="", n=1, others=None, room=None) -> tuple:
-    """Runs one generation to its end; returns (text, GenerationStats).
-
-    With n > 1 the text is the first reply's; others receives the rest; room is the
-    client's prompt budget (see GenerationQueue.stream).
-    """
-    cancel, stats, pieces = threading.Event(), GenerationStats(), []
-    async with _cancel_on_disconnect(request, cancel):
-        async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
-                                                     n, others, room=room):
-            pieces.append(piece)
-    return "".join(pieces), stats
+async def generate(request, stream, key: str = "", seed=None) -> str:
+    """Runs one generation to its end; returns its text (stream.stats has its figures,
+    stream.others the other replies)."""
+    pieces = []
+    async with _cancel_on_disconnect(request, stream):
+        async for chunk in request.app[GENERATIONS].run(stream, key, seed):
+            pieces.append(chunk.text)
+    return "".join(pieces)
 
 
-async def stream_sse(request, prompt, options, event, key="", done=None, name=None, n=1,
-                     others=None, notice=None, room=None):
-    """Streams a generation as server-sent events: event(piece) per piece, then done(stats).
+async def stream_sse(request, stream, event, key="", done=None, name=None, notice=None,
+                     seed=None):
+    """Streams a generation as server-sent events: event(chunk) per text chunk, then
+    done(stream) (a list of final events).
 
-    name, when given, goes on every event's `event:` line (KoboldCpp's "message"). With
-    n > 1 the pieces are the first reply's, and others holds the rest by the time done
-    is called (see GenerationQueue.stream). notice, when given, turns a PromptNotice
-    (before a long prompt pass) into an event of its own. room: as for generate.
+    name, when given, goes on every event's `event:` line (KoboldCpp's "message"). notice,
+    when given, turns a chunk announcing a long prompt pass into an event of its own.
     """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
-    cancel, stats = threading.Event(), GenerationStats()
     try:
-        async with _cancel_on_disconnect(request, cancel):
-            async for piece in request.app[QUEUE].stream(prompt, options, cancel, stats, key,
-                                                         n, others, notice is not None, room):
-                data = event(piece) if isinstance(piece, str) else notice(piece)
-                await response.write(sse(data, name))
-            for line in done(stats) if done else ():
+        async with _cancel_on_disconnect(request, stream):
+            async for chunk in request.app[GENERATIONS].run(stream, key, seed):
+                if chunk.notice is not None:
+                    if notice is not None:
+                        await response.write(sse(notice(chunk.notice), name))
+                elif chunk.finish_reason is None:
+                    await response.write(sse(event(chunk), name))
+            for line in done(stream) if done else ():
                 await response.write(sse(line, name))
     except ConnectionResetError:
-        cancel.set()  # the client left: stop generating for it
+        stream.cancel()  # the client left: stop generating for it
     return response
 
 

@@ -20,7 +20,7 @@ _MAX_AGE = "600"  # seconds a browser may skip the preflight for the same reques
 
 def allowed_origin(request: web.Request) -> str | None:
     """The Access-Control-Allow-Origin value for request, or None when not allowed."""
-    origins = request.app[SETTINGS].get("cors_origins", ())
+    origins = request.app[SETTINGS].cors_origins
     origin = request.headers.get("Origin")
     if not origin or not origins:
         return None

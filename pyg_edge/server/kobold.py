@@ -9,7 +9,15 @@ from aiohttp import web
 
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.client_settings import apply_client_settings
-from pyg_edge.server.common import MODEL, SETTINGS, fitted_prompt, generate, json_body, limits
+from pyg_edge.server.common import (
+    MODEL,
+    NAME,
+    SETTINGS,
+    completions,
+    generate,
+    json_body,
+    limits,
+)
 from pyg_edge.server.options import (
     Completion,
     Limits,
@@ -59,11 +67,16 @@ def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Com
     )
 
 
-def parsed_generate(request, body) -> tuple:
-    """(Completion, the prompt fitted to its context) for a generate body."""
-    completion = parse_generate(body, request.app[SETTINGS]["defaults"], limits(request))
+def start_generate(request, body) -> tuple:
+    """(Completion, its CompletionStream) for a generate body: the prompt fitted to its
+    context, planned as every completion is (pyg_edge.chat.completions)."""
+    completion = parse_generate(body, request.app[SETTINGS].defaults, limits(request))
     single_reply(completion.n)
-    return completion, fitted_prompt(request, completion)
+    stream = completions(request).create_completion(
+        completion.prompt, completion.options, memory=completion.memory,
+        context=completion.context)
+    completion.notes.extend(stream.notes)
+    return completion, stream
 
 
 def _get(path: str):
@@ -77,7 +90,7 @@ def _get(path: str):
 
 @_get("/model")
 async def model_name(request):
-    return web.json_response({"result": request.app[SETTINGS]["name"]})
+    return web.json_response({"result": request.app[NAME]})
 
 
 @_get("/info/version")
@@ -92,7 +105,7 @@ async def max_context(request):
 
 @_get("/config/max_length")
 async def max_length(request):
-    return web.json_response({"value": request.app[SETTINGS]["defaults"].max_new_tokens})
+    return web.json_response({"value": request.app[SETTINGS].defaults.max_new_tokens})
 
 
 @_get("/config/soft_prompts_list")
@@ -106,10 +119,9 @@ async def soft_prompt(request):
 
 
 async def generate_text(request):
-    completion, prompt = parsed_generate(request, await json_body(request))
-    text, stats = await generate(request, prompt, completion.options, completion.key,
-                                 room=completion.room)
-    reply = {"results": [{"text": text, "finish_reason": stats.finish_reason}]}
+    completion, stream = start_generate(request, await json_body(request))
+    text = await generate(request, stream, completion.key, completion.options.seed)
+    reply = {"results": [{"text": text, "finish_reason": stream.stats.finish_reason}]}
     if completion.notes:
         reply["warnings"] = list(completion.notes)
     return web.json_response(reply)

@@ -11,8 +11,15 @@ from aiohttp import web
 
 from pyg_edge import __version__
 from pyg_edge.server.client_settings import ignored_settings
-from pyg_edge.server.common import MODEL, QUEUE, SETTINGS, json_body, stream_sse
-from pyg_edge.server.kobold import parsed_generate
+from pyg_edge.server.common import (
+    COMPLETIONS,
+    GENERATIONS,
+    MODEL,
+    SETTINGS,
+    json_body,
+    stream_sse,
+)
+from pyg_edge.server.kobold import start_generate
 from pyg_edge.server.params import field
 
 # Lite sends `memory` apart from the prompt from 1.49, SillyTavern streams from 1.30.
@@ -26,7 +33,7 @@ routes = web.RouteTableDef()
 async def version(request):
     return web.json_response({
         "result": "KoboldCpp", "version": KOBOLDCPP_VERSION,
-        "protected": bool(request.app[SETTINGS]["api_key"]), "txt2img": False,
+        "protected": bool(request.app[SETTINGS].api_key), "txt2img": False,
         "vision": False, "transcribe": False, "backend": f"pyg-edge {__version__}"})
 
 
@@ -42,12 +49,12 @@ async def preloaded_story(request):
 
 @routes.post("/api/extra/generate/stream")
 async def stream(request):
-    completion, prompt = parsed_generate(request, await json_body(request))
+    completion, stream = start_generate(request, await json_body(request))
     return await stream_sse(
-        request, prompt, completion.options,
-        lambda piece: {"token": piece, "finish_reason": None}, completion.key,
-        done=lambda stats: [{"token": "", "finish_reason": _finish(stats.finish_reason)}],
-        name="message", room=completion.room)  # Lite reads only events named "message"
+        request, stream, lambda chunk: {"token": chunk.text, "finish_reason": None},
+        completion.key,
+        done=lambda stream: [{"token": "", "finish_reason": _finish(stream.stats.finish_reason)}],
+        name="message", seed=completion.options.seed)  # Lite reads only events named "message"
 
 
 def _finish(reason: str) -> str:
@@ -57,7 +64,7 @@ def _finish(reason: str) -> str:
 @routes.post("/api/extra/abort")
 async def abort(request):
     body = await json_body(request) if request.can_read_body else {}
-    aborted = request.app[QUEUE].abort(field(body, "genkey", str, ""))
+    aborted = request.app[GENERATIONS].abort(field(body, "genkey", str, ""))
     return web.json_response({"success": "true" if aborted else "false", "done": "true"})
 
 
@@ -77,7 +84,7 @@ async def check(request):
     never reads another's text.
     """
     body = await json_body(request) if request.method == "POST" and request.can_read_body else {}
-    record = request.app[QUEUE].last
+    record = request.app[GENERATIONS].last
     text = record.text if record.key == field(body, "genkey", str, "") else ""
     return web.json_response({"results": [{"text": text}]})
 
@@ -85,7 +92,7 @@ async def check(request):
 @routes.get("/api/extra/perf")
 async def perf(request):
     """The latest generation's figures, with KoboldCpp's names (seconds, tokens, tokens/s)."""
-    queue = request.app[QUEUE]
+    queue = request.app[GENERATIONS]
     record, now = queue.last, time.time()
     stats = record.stats
     process = stats.first_token_seconds
@@ -104,12 +111,13 @@ async def perf(request):
         "finish_reason": stats.finish_reason if queue.generations else "",
         "idle": 0 if record.running else 1, "uptime": round(now - queue.started_at, 1),
         "idletime": round(now - (record.ended_at or queue.started_at), 1), "quiet": False,
-        "smart_context": _smart_context(queue), "ignored_settings": ignored_settings()})
+        "smart_context": _smart_context(request.app[COMPLETIONS].planner.smart),
+        "ignored_settings": ignored_settings()})
 
 
-def _smart_context(queue) -> dict:
+def _smart_context(smart) -> dict:
     """pyg-edge's own: the latest change of what the model sees of a full chat."""
-    latest = queue.smart.last
-    return ({"fraction": queue.smart.fraction, "event": latest.event,
+    latest = smart.last
+    return ({"fraction": smart.fraction, "event": latest.event,
              "kept_tokens": latest.kept_tokens, "history_tokens": latest.history_tokens}
-            if latest else {"fraction": queue.smart.fraction, "event": ""})
+            if latest else {"fraction": smart.fraction, "event": ""})

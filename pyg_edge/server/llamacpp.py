@@ -11,8 +11,9 @@ from aiohttp import web
 from pyg_edge import __version__
 from pyg_edge.server.common import (
     MODEL,
+    NAME,
     SETTINGS,
-    fitted_prompt,
+    completions,
     generate,
     json_body,
     limits,
@@ -28,15 +29,15 @@ routes = web.RouteTableDef()
 
 @routes.get("/props")
 async def props(request):
-    model, settings = request.app[MODEL], request.app[SETTINGS]
-    defaults = settings["defaults"]
+    model, name = request.app[MODEL], request.app[NAME]
+    defaults = request.app[SETTINGS].defaults
     return web.json_response({
         "default_generation_settings": {
-            "n_ctx": model.context_length, "model": settings["name"],
+            "n_ctx": model.context_length, "model": name,
             "n_predict": defaults.max_new_tokens, "temperature": defaults.temperature,
             "top_k": defaults.top_k, "top_p": defaults.top_p,
             "repeat_penalty": defaults.repetition_penalty, "seed": -1},
-        "total_slots": 1, "model_path": settings["name"], "chat_template": "",
+        "total_slots": 1, "model_path": name, "chat_template": "",
         "build_info": f"pyg-edge {__version__}"})
 
 
@@ -78,21 +79,23 @@ def decode_ids(request, body: dict) -> str:
 async def completion(request):
     """llama.cpp's native completion: {prompt, n_predict, ...} -> {content, stop, timings}."""
     body = await json_body(request)
-    parsed = parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
-                              request.app[SETTINGS]["defaults"].max_new_tokens)
+    parsed = parse_completion(body, request.app[SETTINGS].defaults, limits(request),
+                              request.app[SETTINGS].defaults.max_new_tokens)
     single_reply(parsed.n)
-    prompt = fitted_prompt(request, parsed)
+    stream = completions(request).create_completion(parsed.prompt, parsed.options,
+                                                    context=parsed.context)
+    parsed.notes.extend(stream.notes)
+    seed = parsed.options.seed
     if field(body, "stream", bool, False):
-        return await stream_sse(request, prompt, parsed.options,
-                                lambda piece: _chunk(piece, parsed.options),
-                                done=lambda stats: [_final(request, "", stats, parsed)],
-                                room=parsed.room)
-    text, stats = await generate(request, prompt, parsed.options, room=parsed.room)
-    return web.json_response(_final(request, text, stats, parsed))
+        return await stream_sse(request, stream, lambda chunk: _chunk(chunk, parsed.options),
+                                done=lambda stream: [_final(request, "", stream.stats, parsed)],
+                                seed=seed)
+    text = await generate(request, stream, seed=seed)
+    return web.json_response(_final(request, text, stream.stats, parsed))
 
 
 def _chunk(piece, options) -> dict:
-    chunk = {"content": piece, "stop": False}
+    chunk = {"content": piece.text, "stop": False}
     if options.top_logprobs is not None:
         chunk["completion_probabilities"] = llamacpp_probabilities(piece.logprobs)
     return chunk
@@ -103,7 +106,7 @@ def _final(request, text: str, stats, parsed) -> dict:
     process = stats.first_token_seconds
     evaluate = max(stats.seconds - process, 0.0)
     reply = {
-        "content": text, "stop": True, "model": request.app[SETTINGS]["name"],
+        "content": text, "stop": True, "model": request.app[NAME],
         "tokens_predicted": stats.new_tokens, "tokens_evaluated": stats.prompt_tokens,
         "tokens_cached": stats.cached_tokens, "truncated": bool(parsed.notes),
         "stopped_eos": stats.finish_reason == "stop", "stopped_limit":

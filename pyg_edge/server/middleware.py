@@ -48,7 +48,7 @@ def error_response(path: str, status: int, message: str) -> web.Response:
 
 @web.middleware
 async def require_key(request, handler):
-    key = request.app[SETTINGS]["api_key"]
+    key = request.app[SETTINGS].api_key
     if key and request.path not in _OPEN_PATHS:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         given = given or request.headers.get("X-Api-Key", "")

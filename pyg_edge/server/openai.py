@@ -14,18 +14,16 @@ allows interleaved choices; SillyTavern files chunks with index > 0 as swipes).
 
 import time
 import uuid
-from dataclasses import replace
 
 from aiohttp import web
 
-from pyg_edge.chat.messages import chat_parts, fit_chat
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import (
-    MODEL,
+    NAME,
     SETTINGS,
-    fitted_prompt,
+    completions,
     generate,
     json_body,
     limits,
@@ -94,66 +92,65 @@ def completion_prompt(body: dict) -> str:
 @routes.get("/v1/models")
 @routes.get("/models")  # a Custom (Chat Completion) URL typed without /v1
 async def models(request):
-    name = request.app[SETTINGS]["name"]
+    name = request.app[NAME]
     return web.json_response({"object": "list", "data": [
         {"id": name, "object": "model", "created": 0, "owned_by": "pyg-edge"}]})
 
 
 @routes.post("/v1/completions")
 @routes.post("/completions")
-async def completions(request):
+async def completions_route(request):
     body = await json_body(request)
     completion = _parse(request, body, default_tokens=16)  # OpenAI's default
-    prompt = fitted_prompt(request, completion)
-    return await _reply(request, body, "text_completion", prompt, completion)
+    stream = completions(request).create_completion(
+        completion.prompt, completion.options, context=completion.context, n=completion.n)
+    return await _reply(request, body, "text_completion", stream, completion)
 
 
 @routes.post("/v1/chat/completions")
 @routes.post("/chat/completions")
 async def chat_completions(request):
     body = await json_body(request)
-    parts = chat_parts(body)
-    model = request.app[MODEL]
-    completion = _parse(request, body, request.app[SETTINGS]["defaults"].max_new_tokens,
-                        prompt="")  # the prompt is built from the messages below
-    tokenizer, options = model.tokenizer, completion.options
-    prompt = fit_chat(parts, tokenizer.count, tokenizer.encode, tokenizer.decode,
-                      completion.context, options.max_new_tokens, completion.notes)
-    completion = replace(completion, options=options.with_overrides(
-        stop=options.stop + parts.stop))
-    return await _reply(request, body, "chat.completion", prompt, completion)
+    completion = _parse(request, body, request.app[SETTINGS].defaults.max_new_tokens,
+                        prompt="")  # the prompt is built from the messages
+    stream = completions(request).create_chat_completion(
+        body.get("messages"), completion.options,
+        character=field(body, "character", str, "") or field(body, "char_name", str, ""),
+        user_name=field(body, "user_name", str, ""), context=completion.context,
+        n=completion.n)
+    return await _reply(request, body, "chat.completion", stream, completion)
 
 
 def _parse(request, body, default_tokens, prompt=None) -> Completion:
-    return parse_completion(body, request.app[SETTINGS]["defaults"], limits(request),
+    return parse_completion(body, request.app[SETTINGS].defaults, limits(request),
                             default_tokens, prompt)
 
 
-async def _reply(request, body, kind, prompt, completion: Completion):
-    name, options = request.app[SETTINGS]["name"], completion.options
-    n, others = completion.n, []  # others: choices 1.. as (text, finish_reason)
+async def _reply(request, body, kind, stream, completion: Completion):
+    name, options = request.app[NAME], completion.options
+    completion.notes.extend(stream.notes)
     if not field(body, "stream", bool, False):
-        text, stats = await generate(request, prompt, options, n=n, others=others,
-                                     room=completion.room)
-        reply = completion_body(kind, name, text, stats, warnings=list(completion.notes))
+        text = await generate(request, stream, seed=options.seed)
+        reply = completion_body(kind, name, text, stream.stats,
+                                warnings=list(completion.notes))
         if options.top_logprobs is not None:
-            reply["choices"][0]["logprobs"] = _logprobs(kind, stats.token_logprobs)
-        return web.json_response(add_choices(reply, kind, others))
+            reply["choices"][0]["logprobs"] = _logprobs(kind, stream.stats.token_logprobs)
+        return web.json_response(add_choices(reply, kind, stream.others))
     ident = f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}"
     shown = [0]  # text streamed so far, where the next chunk's token offsets start
 
     def chunk(piece):
-        body = chunk_body(kind, name, ident, piece)
+        body = chunk_body(kind, name, ident, piece.text)
         if options.top_logprobs is not None:
             body["choices"][0]["logprobs"] = _logprobs(kind, piece.logprobs, shown[0])
-            shown[0] += len(piece)
+            shown[0] += len(piece.text)
         return body
 
     return await stream_sse(
-        request, prompt, options, chunk,
-        done=lambda stats: [chunk_body(kind, name, ident, None, stats.finish_reason),
-                            *other_chunks(kind, name, ident, others), "[DONE]"],
-        n=n, others=others, room=completion.room)
+        request, stream, chunk,
+        done=lambda stream: [chunk_body(kind, name, ident, None, stream.stats.finish_reason),
+                             *other_chunks(kind, name, ident, stream.others), "[DONE]"],
+        seed=options.seed)
 
 
 def _logprobs(kind: str, entries, offset: int = 0) -> dict:

@@ -5,22 +5,16 @@ caller passes Notes: then it is clamped, and the change is logged and noted for 
 because frontends send whatever their sliders allow and expect a reply, not a 400.
 """
 
-import logging
 import math
 
-logger = logging.getLogger("pyg_edge")
+from pyg_edge.chat.fitting import Notes
+from pyg_edge.errors import InvalidRequestError
+
+__all__ = ["BadRequest", "Notes", "field", "first_field", "string_list"]
 
 
-class BadRequest(Exception):
+class BadRequest(InvalidRequestError):
     """The request is malformed; the message says which field and what is expected."""
-
-
-class Notes(list):
-    """What was changed in a request to make it fit (one line each), for logs and replies."""
-
-    def add(self, message: str) -> None:
-        logger.info("request adjusted: %s", message)
-        self.append(message)
 
 
 def field(body: dict, key: str, kind, default=None, low=None, high=None, required=False,

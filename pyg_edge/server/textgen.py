@@ -6,7 +6,7 @@ through /v1/internal/encode instead of guessing them.
 
 from aiohttp import web
 
-from pyg_edge.server.common import MODEL, SETTINGS, json_body
+from pyg_edge.server.common import MODEL, NAME, json_body
 from pyg_edge.server.llamacpp import decode_ids
 from pyg_edge.server.params import field
 
@@ -15,7 +15,7 @@ routes = web.RouteTableDef()
 
 @routes.get("/v1/internal/model/info")
 async def model_info(request):
-    return web.json_response({"model_name": request.app[SETTINGS]["name"], "lora_names": []})
+    return web.json_response({"model_name": request.app[NAME], "lora_names": []})
 
 
 @routes.post("/v1/internal/encode")

@@ -7,8 +7,8 @@ from aiohttp import web
 from pyg_edge.chat.characters import Character, character_from_bytes
 from pyg_edge.chat.prompt import Message, build_prompt
 from pyg_edge.generation.replies import MAX_REPLIES
-from pyg_edge.server.common import MODEL, SETTINGS, json_body, stream_sse
-from pyg_edge.server.engine import PromptNotice
+from pyg_edge.generation.stats import PromptNotice
+from pyg_edge.server.common import MODEL, SETTINGS, completions, json_body, stream_sse
 from pyg_edge.server.params import BadRequest, field
 
 routes = web.RouteTableDef()
@@ -43,14 +43,15 @@ async def chat_stream(request):
     character = _character_from_json(body.get("character"))
     history = [_message_from_json(m, character.name) for m in body.get("history") or []]
     message = field(body, "message", str, None)
-    options, others = settings["defaults"], []
-    n = field(body, "replies", int, settings["replies"], 1, MAX_REPLIES)
+    options = settings.defaults
+    n = field(body, "replies", int, settings.replies, 1, MAX_REPLIES)
     prompt = build_prompt(character, history, message, model.tokenizer.count,
                           model.context_length, options.max_new_tokens)
-    return await stream_sse(request, prompt, options, lambda p: {"token": p},
-                            done=lambda stats: [{"finish_reason": stats.finish_reason,
-                                                 "spares": spare_texts(others)}],
-                            n=n, others=others, notice=reading_event)
+    stream = completions(request).complete_prompt(prompt, options, n=n, notices=True)
+    return await stream_sse(request, stream, lambda chunk: {"token": chunk.text},
+                            done=lambda stream: [{"finish_reason": stream.stats.finish_reason,
+                                                  "spares": spare_texts(stream.others)}],
+                            notice=reading_event)
 
 
 def reading_event(notice: PromptNotice) -> dict:

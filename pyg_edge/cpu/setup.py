@@ -1,0 +1,84 @@
+"""The process-wide settings pyg-edge makes, in one place, made once: at the host's start
+(prepare), or with the defaults when the first model loads.
+
+An app that embeds pyg-edge calls prepare() at its start, before anything imports
+ctranslate2 (faster-whisper, say). What it changes, each for the whole process:
+- the int8 GEMM backend CTranslate2 runs (pyg_edge.cpu.gemm_backend): environment
+  variables CT2_USE_MKL / CT2_PACKED_GEMM / MKL_DISABLE_FAST_MM, and on x86-64 Linux the
+  C extension loaded with RTLD_GLOBAL ahead of CTranslate2, overriding oneMKL's CPU
+  detection and its int8 GEMM. This is what makes int8 exact on AVX2 CPUs without VNNI;
+- on glibc, malloc settings (pyg_edge.cpu.tuning: one arena, no mmap of large blocks, no
+  trimming): a long prompt pass 26.6 -> 12.9 s on the 2.7B shape;
+- nothing else: glibc's copy threshold can only be set when a process starts
+  (pyg_edge.cpu.copy_tuning; the `pyg-edge` command does it).
+Figures: docs/embedding.md and benchmarks/results/.
+"""
+
+import logging
+import sys
+from dataclasses import dataclass
+
+from pyg_edge.cpu import gemm_backend, tuning
+
+logger = logging.getLogger("pyg_edge")
+
+_prepared = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What prepare() set for this process.
+
+    Attributes:
+      gemm: The GEMM backend CTranslate2 runs ("ctranslate2 default" when pyg-edge could not
+        choose it), and why.
+      keep_heap: Whether glibc keeps freed memory (one arena, never trimmed).
+      too_late: ctranslate2 was imported before pyg-edge could choose its backend.
+    """
+
+    gemm: gemm_backend.GemmChoice
+    keep_heap: bool
+    too_late: bool
+
+
+def prepare(gemm: str | None = None, keep_heap: bool = True):
+    """Makes pyg-edge's process-wide settings; call it once, early (before ctranslate2 is
+    imported by anything). Later calls return the first call's result.
+
+    Args:
+      gemm: The CPU GEMM backend ("auto" or one of pyg_edge.cpu.gemm_backend.CHOICES);
+        None reads PYG_EDGE_GEMM.
+      keep_heap: Apply glibc's heap settings (also off with PYG_EDGE_CPU_TUNING=0).
+
+    Returns:
+      Prepared: what was set.
+    """
+    global _prepared
+    if _prepared is None:
+        too_late = "ctranslate2" in sys.modules and gemm_backend.current_choice() is None
+        if too_late:
+            logger.warning(
+                "ctranslate2 was imported before pyg_edge.cpu.prepare(): pyg-edge cannot "
+                "choose its int8 GEMM backend, so int8 may be inexact on AVX2 CPUs without "
+                "VNNI; call pyg_edge.cpu.prepare() before importing anything that imports "
+                "ctranslate2")
+        gemm_backend.load_ctranslate2(gemm)
+        applied = tuning.apply_cpu_tuning(
+            tuning.choose_cpu_tuning() if keep_heap else tuning.CpuTuning())
+        _prepared = Prepared(gemm_backend.current_choice(), applied.keep_heap, too_late)
+    elif gemm not in (None, "auto", _prepared.gemm.backend):
+        logger.warning("GEMM backend %s asked for, but this process already runs %s",
+                       gemm, _prepared.gemm.backend)
+    return _prepared
+
+
+def prepared() -> Prepared | None:
+    """prepare()'s result, or None before it ran."""
+    return _prepared
+
+
+def ctranslate2_module(gemm: str | None = None, keep_heap: bool = True):
+    """ctranslate2, imported after prepare() (with these defaults when the host did not
+    call it)."""
+    prepare(gemm, keep_heap)
+    return gemm_backend.load_ctranslate2(gemm)
