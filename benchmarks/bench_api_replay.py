@@ -38,10 +38,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_chat_turn import WORK, ensure_model
 from machine import describe_machine
 from median_spread import spread
+
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.prompt import Message
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from machine import describe_machine
 from make_synthetic_checkpoint import write_checkpoint
+
 from pyg_edge.chat.characters import Character
 from pyg_edge.chat.prompt import Message
 from pyg_edge.chat.session import ChatSession

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from bench_chat_turn import ensure_model
 from machine import describe_machine
 from median_spread import spread

@@ -19,7 +19,6 @@ import sys
 import time
 
 import numpy as np
-
 from machine import describe_machine
 from median_spread import spread
 from memory_bandwidth import read_bandwidth

@@ -17,9 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-from bench_n_replies import prompt_text
-
 from bench_chat_turn import WORK, ensure_model
+from bench_n_replies import prompt_text
 from machine import describe_machine
 
 DYNAMIC = 16  # tokens after the cached prefix: a short user message

@@ -49,7 +49,6 @@ from bench_chat_turn import WORDS, ensure_model
 from machine import describe_machine
 from median_spread import spread
 from memory_bandwidth import read_bandwidth
-from pyg_edge.cpu.copy_tuning import tuned_environment
 from runtime_engines import (
     CHECKPOINT,
     ENGINES,
@@ -58,6 +57,8 @@ from runtime_engines import (
     ensure_openvino_model,
     make_engine,
 )
+
+from pyg_edge.cpu.copy_tuning import tuned_environment
 
 RESULTS = Path(__file__).parent / "results"
 # The engine the ratios compare with: what `pyg-edge convert` makes by default, if run.

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from machine import describe_machine
+
 from pyg_edge_convert import convert_checkpoint
 
 ROOT = Path(__file__).parent.parent

@@ -8,11 +8,11 @@
 
 import argparse
 
-from bench_runtime import prompt_ids
-
 from bench_chat_turn import WORK, ensure_model
+from bench_runtime import prompt_ids
 from machine import describe_machine
 from median_spread import spread
+
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
 

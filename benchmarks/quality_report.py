@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 
 from machine import describe_machine
+
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.session import ChatSession
 from pyg_edge.demo import DEMO_CHARACTER

@@ -18,8 +18,8 @@ import argparse
 import statistics
 
 import bench_api_replay as replay
-
 from bench_chat_turn import WORK, ensure_model
+
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.prompt import Message
 from pyg_edge.generation.prefill import exact_cut

@@ -1,31 +1,31 @@
-"""Shared fixtures: the tiny reference checkpoints and their converted models."""
+"""Shared fixtures: the tiny reference checkpoints and their converted models.
+
+The lanes: unit/ (no model, no CTranslate2: seconds), runtime/, server/, packaging/.
+Tests run what users run: before the first module of a model lane is imported (some
+import ctranslate2 themselves), pyg-edge makes its process-wide settings, choosing
+CTranslate2's GEMM backend (pyg_edge.cpu.setup.prepare), with its self-test verdict and
+other per-user files in a folder of this run's own.
+"""
 
 import os
 import tempfile
-from pathlib import Path
 
-import numpy as np
 import pytest
 
-from pyg_edge.cpu.gemm_backend import load_ctranslate2
-from pyg_edge_convert import convert_checkpoint
+from support.paths import CHECKPOINTS, TESTS
 
-# Tests run what users run: pyg-edge chooses CTranslate2's GEMM backend before any test
-# module imports ctranslate2 (the choice is per process), with its self-test verdict and
-# other per-user files in a folder of this run's own.
 os.environ.setdefault("PYG_EDGE_CACHE", tempfile.mkdtemp(prefix="pyg-edge-test-cache-"))
-load_ctranslate2()
-
-FIXTURES = Path(__file__).parent / "fixtures"
-CHECKPOINTS = FIXTURES / "checkpoints"
-CHECKPOINT_NAMES = sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir())
-GPT2_TOKENIZER = Path(__file__).parent.parent / "models" / "gpt2-tokenizer"
+MODEL_LANES = ("runtime", "server", "packaging")
 
 
-def reference(name: str) -> dict:
-    """transformers' outputs for a checkpoint (see fixtures/make_reference.py)."""
-    with np.load(FIXTURES / f"reference_{name}.npz") as data:
-        return {key: data[key] for key in data.files}
+def pytest_collectstart(collector):
+    path = getattr(collector, "path", None)
+    if path is None or not isinstance(collector, pytest.Module):
+        return
+    if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in MODEL_LANES:
+        from pyg_edge.cpu.setup import prepare
+
+        prepare()
 
 
 @pytest.fixture(scope="session")
@@ -33,9 +33,11 @@ def converted(tmp_path_factory):
     """Returns converted(name, quantization, prefill_chunk): a model folder, converted once
     per session. prefill_chunk None is the converter's default (half the context), as users
     get it; such a model's forward_batch needs pyg_edge.generation.scoring past the chunk."""
+    from pyg_edge_convert import convert_checkpoint
+
     cache = {}
 
-    def convert(name: str, quantization: str = "float32", prefill_chunk=None) -> Path:
+    def convert(name: str, quantization: str = "float32", prefill_chunk=None):
         key = name, quantization, prefill_chunk
         if key not in cache:
             chunk = "default" if prefill_chunk is None else prefill_chunk
@@ -72,28 +74,9 @@ def demo_pyg_model(tmp_path_factory):
     """A PygModel on the bundled demo model (trained on the chat format; 512-token context)."""
     from pyg_edge import demo
     from pyg_edge.generation.model import PygModel
+    from pyg_edge_convert import convert_checkpoint
 
     folder = tmp_path_factory.mktemp("demo") / "model"
     convert_checkpoint(str(demo.DEMO_CHECKPOINT), str(folder), "int8")
     with PygModel(folder, device="cpu") as model:
         yield model
-
-
-@pytest.fixture(scope="module")
-def recording(demo_pyg_model):
-    """The demo model, recording what the client contract tests' requests made of it."""
-    from server_harness import RecordingModel
-
-    return RecordingModel(demo_pyg_model)
-
-
-@pytest.fixture(scope="module")
-def server(recording):
-    """A running server on `recording` for one test module (test_server.py has its own)."""
-    from pyg_edge.generation.sampling import SamplingOptions
-    from server_harness import CLIENT_MAX_LENGTH, RunningServer
-
-    running = RunningServer(recording, max_length=CLIENT_MAX_LENGTH,
-                            defaults=SamplingOptions(max_new_tokens=40))
-    yield running
-    running.stop()

@@ -1,0 +1,18 @@
+"""Where the test data is, and transformers' reference outputs for the fixture checkpoints."""
+
+from pathlib import Path
+
+import numpy as np
+
+TESTS = Path(__file__).resolve().parent.parent
+REPO = TESTS.parent
+FIXTURES = TESTS / "fixtures"
+CHECKPOINTS = FIXTURES / "checkpoints"
+CHECKPOINT_NAMES = sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir())
+GPT2_TOKENIZER = REPO / "models" / "gpt2-tokenizer"
+
+
+def reference(name: str) -> dict:
+    """transformers' outputs for a checkpoint (see fixtures/make_reference.py)."""
+    with np.load(FIXTURES / f"reference_{name}.npz") as data:
+        return {key: data[key] for key in data.files}
