@@ -1,9 +1,10 @@
 """GPT-Neo's config and weights, mapped onto CTranslate2's Transformer decoder.
 
 CTranslate2 has no local attention that is exact for a prompt processed in one pass, so
-each local layer gets one extra dimension per head that carries a mask (DESIGN.md §3):
-q has a constant 1.0 there, k and v have 0, and the Shaw relative-position keys hold a
-large negative number in that dimension for "window or more tokens back". q·k is
+each local layer gets one extra dimension per head that carries a mask (docs/converter.md,
+"Exact local attention"): q has a constant 1.0 there, k and v have 0, and the Shaw
+relative-position keys hold a large negative number in that dimension for "window or more
+tokens back". q·k is
 unchanged for nearer keys, farther keys vanish in the softmax, and the output
 projection ignores the extra value dimension.
 

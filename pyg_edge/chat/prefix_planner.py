@@ -53,8 +53,8 @@ class PrefixPlanner:
 
     Attributes:
       max_tail: A cached prefix is reused while at most this many tokens follow it (an
-        eighth of the context: 256 for 2,048; at the 2.7B shape on 2 cores, 100-140
-        tokens after a cached 1,400 reach the first token in about 2 s, DESIGN.md 3).
+        eighth of the context: 256 for 2,048; what such a tail costs at the 2.7B shape is
+        in benchmarks/results/chat_turn.md).
       min_prefix: No prefix shorter than this is worth a cache entry; recent prompts that
         share fewer tokens with a new one are unrelated to it (another chat).
       min_gain: Past max_tail, a new prefix must cache this many more tokens than the

@@ -86,6 +86,7 @@ class PygModel:
         end_token = self.tokenizer.tokens([self.metadata["eos_token_id"]])[0]
         self._engine = loading.open_generator(ctranslate2, self.path, self.metadata, device,
                                               compute_type, cpu_threads, seed, end_token)
+        report(loading.READING_WEIGHTS, 1.0)
         self.prefix_cache = PrefixCache(self._engine.reload)
         self.device, self.compute_type = self._engine.device, self._engine.compute_type
         _open_models.add(self)
@@ -159,7 +160,7 @@ class PygModel:
         Iterating the result yields the first reply's text as stream() would; the others
         are in its .texts once iteration ends (pyg_edge.generation.replies). Greedy options
         give n copies of the one greedy reply. n is 1 to MAX_REPLIES: each reply holds its
-        own copy of the prompt's state (about 1 GB at 1,500 tokens on the 2.7B shape).
+        own copy of the prompt's state (benchmarks/results/n_replies.md).
         The other arguments are stream()'s.
 
         Raises:

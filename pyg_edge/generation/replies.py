@@ -16,8 +16,8 @@ from pyg_edge.errors import OptionsError
 from pyg_edge.generation.stopping import StopFilter
 from pyg_edge.generation.streams import TextStream
 
-# Each reply holds its own copy of the prompt's state (about 1 GB at 1,500 tokens on the
-# 2.7B shape on CPU), so a few are useful and many only exhaust memory.
+# Each reply holds its own copy of the prompt's state (benchmarks/results/n_replies.md), so
+# a few are useful and many only exhaust memory.
 MAX_REPLIES = 8
 BATCH_DONE = object()  # what wait_for_batch puts last
 

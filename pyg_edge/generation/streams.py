@@ -80,12 +80,15 @@ class TextStream:
         self._call.cancel.set()
 
     def close(self) -> None:
-        self.cancel()
-        self._finish()
+        """Ends the call at once (a reply not read to its end is marked cancelled)."""
+        if not self._done:
+            self.cancel()
+            self._cancelled()
 
     def __del__(self):
         if self._queue is not None and not self._done:
             self._call.cancel.set()
+            self._finish()
 
     def __iter__(self):
         return self
@@ -157,9 +160,9 @@ class TextStream:
 
     def _start_sync(self) -> None:
         """Starts the engine for a reader in this thread, which must not be reading another
-        unfinished stream of the same model (it would wait for itself)."""
-        earlier = getattr(self._reading, "call", None)
-        if earlier is not None and earlier.state != "done":
+        stream of the same model: not read to its end nor closed, it would hold the turn this
+        one waits for (or, already generated, be a reply the thread forgot)."""
+        if getattr(self._reading, "call", None) is not None:
             raise ReentryError(
                 "this thread is still reading another reply of this model: read it to the "
                 "end or close() it before starting a new one (one generation runs at a time)")
@@ -168,9 +171,16 @@ class TextStream:
         self._launch(self._queue.put)
 
     def _start_async(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._queue = asyncio.Queue()
-        self._launch(lambda item: loop.call_soon_threadsafe(self._queue.put_nowait, item))
+        loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
+        put = self._queue.put_nowait
+
+        def sink(item):
+            try:
+                loop.call_soon_threadsafe(put, item)
+            except RuntimeError:  # the loop is closed: its reader is gone
+                self._call.cancel.set()
+
+        self._launch(sink)
 
     def _launch(self, sink) -> None:
         self._call._sink = sink

@@ -128,3 +128,20 @@ def test_the_python_example_runs_against_the_demo(converted_demo, tmp_path):
                             text=True, capture_output=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() and (tmp_path / "aqua.jsonl").exists()
+
+
+EMBEDDING_EXAMPLES = [block for page, block in fenced("python") if page == "embedding.md"]
+
+
+@pytest.mark.parametrize("example", EMBEDDING_EXAMPLES, ids=["gui", "asyncio"])
+def test_the_embedding_examples_run_against_the_demo(converted_demo, tmp_path, example):
+    env = sandbox(tmp_path, converted_demo, "python")
+    result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, env=env,
+                            text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    if "Window" in example:  # the load's phases, the reply, its end, the history
+        assert "[checking the CPU path]" in out and "[ready 100%]" in out
+        assert "[reply ended: " in out and "messages" in out
+    else:
+        assert re.search(r"\[(stop|length), \d+ tokens\]", out)
