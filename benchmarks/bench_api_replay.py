@@ -10,7 +10,7 @@ model's), so examples, then the oldest messages, drop once the chat outgrows it.
 --swipe-every turns a regenerate sends the same prompt again. The card is a real one
 (../shared/data/cards), the messages are lines of ../shared/data/text/tinyshakespeare.txt
 (the character's replies are scripted, not generated, so both modes send the same
-prompts). Each prompt goes through pyg_edge.server.engine.GenerationQueue, as every
+prompts). Each prompt goes through pyg_edge.chat.completions.Completions, as every
 KoboldAI, KoboldCpp and /v1/completions request does, with SillyTavern's budget as its
 room and its stop strings. Three modes: "no reuse" (serve --no-prefix-cache: every prompt
 read in full), "reuse" (the prefix planner alone, --smart-context 0) and "smart" (the
@@ -20,7 +20,7 @@ generate the no-reuse text; "smart" reads less of a full chat, so each of its tu
 text the model read differs from the client's is checked against an uncached run of that
 text, after the replay. Without --model or --demo it uses the
 synthetic 2.7B checkpoint converted as `pyg-edge convert` does by default, with a prefill
-chunk of 1,024 (work/neo27-st-int8-chunk1024; bench_chat_turn.ensure_model), whose text is
+chunk of 1,024 (work/neo27-st-int8-chunk1024; bench_common.ensure_model), whose text is
 noise but timings real; there expect about 40 minutes on 2 cores, most of it the baseline.
 `--demo` checks it in seconds.
 """
@@ -33,30 +33,24 @@ import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from bench_chat_turn import WORK, ensure_model
-from machine import describe_machine
-from median_spread import spread
 
+from bench_common import DATA, WORK, chat_script, describe_machine, ensure_model, spread
 from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.completions import Completions
 from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.sillytavern import sillytavern_prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.demo import demo_model
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.scoring import scoring_generator
-from pyg_edge.generation.stats import GenerationStats
-from pyg_edge.server.engine import GenerationQueue
 
 ROOT = Path(__file__).parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # the SillyTavern prompt builder the tests use
-from sillytavern_prompt import sillytavern_prompt  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
 CHILDREN = ("plain", "reuse", "smart")
 
 
@@ -69,46 +63,22 @@ def smart_modes(results: dict) -> list:
     return [m for m in results if m.startswith("smart")]
 
 
-def speeches(path: Path) -> list:
-    """The play's speeches, each one line of text (its speaker's name left out)."""
-    blocks = path.read_text(encoding="utf-8").split("\n\n")
-    return [" ".join(b.strip().splitlines()[1:]) for b in blocks if ":" in b.split("\n")[0]]
-
-
-def chat_script(turns: int, context: int, count) -> list:
-    """(user message, scripted reply) per turn, sized to the context (2,048: <= 32, 64-128)."""
-    lines = [s for s in speeches(DATA / "text" / "tinyshakespeare.txt") if s][100:]
-    script, i = [], 0
-    for _ in range(turns):
-        user = lines[i]
-        reply, i = lines[i + 1], i + 2
-        while count(reply) < context // 32:
-            reply, i = f"{reply} {lines[i]}", i + 1
-        script.append((keep_first(user, context // 64, count),
-                       keep_first(reply, context // 16, count)))
-    return script
-
-
-def keep_first(text: str, tokens: int, count) -> str:
-    words = text.split()
-    while len(words) > 3 and count(" ".join(words)) > tokens:
-        words.pop()
-    return " ".join(words)
-
-
 def common_length(a: list, b: list) -> int:
     return len(os.path.commonprefix([a, b]))
 
 
-async def timed_request(queue, text: str, options, response: int) -> dict:
+async def timed_request(completions, text: str, options, response: int) -> dict:
     """One request as the server runs it; first token timed from the request's start."""
-    cancel, stats, pieces = threading.Event(), GenerationStats(), []
-    started, first = time.monotonic(), None
-    room = queue.model.context_length - response  # SillyTavern's budget
-    async for piece in queue.stream(text, options, cancel, stats, room=room):
-        first = first if first is not None else time.monotonic() - started
-        pieces.append(piece)
+    pieces, started, first = [], time.monotonic(), None
+    # SillyTavern's budget for the prompt is the context less its response length.
+    context = completions.model.context_length - response + options.max_new_tokens
+    stream = completions.complete_prompt(text, options, context=context)
+    async for chunk in stream:
+        if chunk.text:
+            first = first if first is not None else time.monotonic() - started
+            pieces.append(chunk.text)
     first = first if first is not None else time.monotonic() - started
+    stats = stream.stats
     return {"first": first, "prompt": stats.prompt_tokens, "cached": stats.cached_tokens,
             "read": stats.read_tokens, "text": "".join(pieces)}
 
@@ -119,32 +89,29 @@ async def replay(model, args, mode: str) -> list:
     response = args.response_tokens or 350 * context // 2048
     options = SamplingOptions(temperature=0, repetition_penalty=1.0, banned=(),
                               stop=("\nYou:", f"\n{card.name}:"), max_new_tokens=args.new_tokens)
-    queue = GenerationQueue(model, reuse_prefixes=mode != "plain",
-                            smart_context=float(args.smart_context) if mode == "smart" else 0)
+    completions = Completions(model, reuse_prefixes=mode != "plain",
+                              smart_context=float(args.smart_context) if mode == "smart" else 0)
     chat = [Message(card.name, card.greeting)] if card.greeting else []
     first_line = None
     rows, earlier = [], []
-    try:
-        for number, (user, reply) in enumerate(chat_script(args.turns, context, count), 1):
-            chat.append(Message("You", user, is_user=True))
-            text = sillytavern_prompt(card, chat, count, context, response)
-            first_line = first_line or chat[0].render() + "\n"
-            labels = [str(number)] + ([f"{number} swipe"] if number % args.swipe_every == 0
-                                      else [])
-            ids = model.tokenizer.encode(text)
-            shared = max((common_length(ids, e) for e in earlier), default=0)
-            earlier.append(ids)
-            for label in labels:
-                row = await timed_request(queue, text, options, response)
-                row["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-                rows.append(row | {"turn": label, "shared": shared, "sent": len(ids),
-                                   "full": first_line not in text,
-                                   "read_text": queue.last.read if queue.last.read != text
-                                   else None})
-                shared = len(ids)  # a swipe shares all of it
-            chat.append(Message(card.name, reply))
-    finally:
-        queue.close()
+    for number, (user, reply) in enumerate(chat_script(args.turns, context, count), 1):
+        chat.append(Message("You", user, is_user=True))
+        text = sillytavern_prompt(card, chat, count, context, response)
+        first_line = first_line or chat[0].render() + "\n"
+        labels = [str(number)] + ([f"{number} swipe"] if number % args.swipe_every == 0
+                                  else [])
+        ids = model.tokenizer.encode(text)
+        shared = max((common_length(ids, e) for e in earlier), default=0)
+        earlier.append(ids)
+        for label in labels:
+            row = await timed_request(completions, text, options, response)
+            row["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            rows.append(row | {"turn": label, "shared": shared, "sent": len(ids),
+                               "full": first_line not in text,
+                               "read_text": read if (read := completions.planner.last_read)
+                               != text else None})
+            shared = len(ids)  # a swipe shares all of it
+        chat.append(Message(card.name, reply))
     return rows
 
 

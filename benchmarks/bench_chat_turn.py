@@ -17,20 +17,13 @@ import argparse
 import time
 from pathlib import Path
 
-from machine import describe_machine
-from make_synthetic_checkpoint import write_checkpoint
-
+from bench_common import WORDS, WORK, describe_machine, ensure_model
 from pyg_edge.chat.characters import Character
 from pyg_edge.chat.prompt import Message
 from pyg_edge.chat.session import ChatSession
 from pyg_edge.cpu.gemm_backend import current_choice
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge_convert import convert_checkpoint
-
-WORK = Path(__file__).parent / "work"
-WORDS = ("the sea is calm tonight and the harbour lights shine over the old ships while "
-         "sailors sing about far islands storms and treasure they never found").split()
 
 
 def sentence(i: int, length: int = 24) -> str:
@@ -53,25 +46,6 @@ def timed(model, pieces) -> tuple:
     stats = model.last_generation
     decode = (stats.new_tokens - 1) / max(stats.seconds - stats.first_token_seconds, 1e-9)
     return stats.first_token_seconds, decode, stats.new_tokens, stats
-
-
-# The int8 conversions of the synthetic checkpoint, by folder name: their prefill chunk.
-# The converter's default is half the context (1,024); 0 is the one-pass prompt (before).
-PREFILL_CHUNKS = {"neo27-st-int8": 0, "neo27-st-int8-chunk1024": 1024}
-
-
-def ensure_model(path: Path) -> Path:
-    """The converted model at path, made from the synthetic checkpoint if it is missing."""
-    if not (path / "model.bin").exists():
-        if path.name not in PREFILL_CHUNKS:
-            raise SystemExit(f"{path} is missing; this script makes only "
-                             + ", ".join(str(WORK / name) for name in PREFILL_CHUNKS))
-        src = WORK / "neo27-st"
-        if not (src / "model.safetensors").exists():
-            write_checkpoint(src, "safetensors")
-        convert_checkpoint(str(src), str(path), "int8", force=True,
-                           prefill_chunk=PREFILL_CHUNKS[path.name])
-    return path
 
 
 def main():

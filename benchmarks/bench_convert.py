@@ -17,8 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from machine import describe_machine
 from make_synthetic_checkpoint import write_checkpoint
+
+from bench_common import describe_machine
 
 WORK = Path(__file__).parent / "work"
 SOURCES = {

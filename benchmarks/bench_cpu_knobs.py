@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_chat_turn import ensure_model
-from machine import describe_machine
-from median_spread import spread
+
+from bench_common import describe_machine, ensure_model, spread
 
 WORK = Path(__file__).parent / "work"
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"

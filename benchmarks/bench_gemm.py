@@ -19,9 +19,8 @@ import sys
 import time
 
 import numpy as np
-from machine import describe_machine
-from median_spread import spread
-from memory_bandwidth import read_bandwidth
+
+from bench_common import describe_machine, read_bandwidth, spread
 
 SHAPES = [(1, 7680, 2560), (1, 2560, 10240), (1, 10240, 2560), (512, 10240, 2560)]
 

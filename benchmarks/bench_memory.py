@@ -17,9 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench_chat_turn import WORK, ensure_model
-from bench_n_replies import prompt_text
-from machine import describe_machine
+from bench_common import WORK, describe_machine, ensure_model, prompt_text
 
 DYNAMIC = 16  # tokens after the cached prefix: a short user message
 GB = 1e9

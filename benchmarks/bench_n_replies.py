@@ -21,9 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_chat_turn import WORDS, ensure_model
-from machine import describe_machine
-from median_spread import spread
+from bench_common import describe_machine, ensure_model, prompt_text, spread
 
 WORK = Path(__file__).parent / "work"
 
@@ -34,12 +32,6 @@ def model_folder(name: str) -> Path:
 
         return demo.demo_model()
     return ensure_model(Path(name))
-
-
-def prompt_text(model, tokens: int) -> str:
-    """Plain words, cut to the given number of tokens."""
-    text = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(2 * tokens))
-    return model.tokenizer.decode(model.tokenizer.encode(text)[:tokens])
 
 
 def child(args) -> None:

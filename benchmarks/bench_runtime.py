@@ -45,10 +45,6 @@ import sys
 import time
 from pathlib import Path
 
-from bench_chat_turn import WORDS, ensure_model
-from machine import describe_machine
-from median_spread import spread
-from memory_bandwidth import read_bandwidth
 from runtime_engines import (
     CHECKPOINT,
     ENGINES,
@@ -58,6 +54,7 @@ from runtime_engines import (
     make_engine,
 )
 
+from bench_common import describe_machine, ensure_model, prompt_ids, read_bandwidth, spread
 from pyg_edge.cpu.copy_tuning import tuned_environment
 
 RESULTS = Path(__file__).parent / "results"
@@ -71,14 +68,6 @@ FIRST_TOKEN_PROMPTS = (1000, 1556)
 NEW_TOKENS = 128
 FULL_CONTEXT_PROMPT = 2048 - NEW_TOKENS
 DECODE_PROMPTS = (500, FULL_CONTEXT_PROMPT)
-
-
-def prompt_ids(count: int) -> list:
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(WORK / "neo27-st-int8-chunk1024" / "tokenizer.json"))
-    text = " ".join(WORDS[(i * 7) % len(WORDS)] for i in range(2 * count))
-    return tokenizer.encode(text).ids[:count]
 
 
 def child(engine_name: str) -> None:

@@ -19,8 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from machine import describe_machine
-
+from bench_common import describe_machine
 from pyg_edge_convert import convert_checkpoint
 
 ROOT = Path(__file__).parent.parent

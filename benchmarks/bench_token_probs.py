@@ -8,24 +8,12 @@
 
 import argparse
 
-from bench_chat_turn import WORK, ensure_model
-from bench_runtime import prompt_ids
-from machine import describe_machine
-from median_spread import spread
-
+from bench_common import CHUNKED_MODEL as MODEL
+from bench_common import describe_machine, ensure_model, prompt_of, spread
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
 
-MODEL = WORK / "neo27-st-int8-chunk1024"
 PROMPT_TOKENS, NEW_TOKENS = 500, 64
-
-
-def prompt_text(count: int) -> str:
-    """count tokens of the benchmarks' word list, as text (bench_runtime's prompts)."""
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(MODEL / "tokenizer.json"))
-    return tokenizer.decode(prompt_ids(count))
 
 
 def main():
@@ -33,7 +21,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     model = PygModel(ensure_model(MODEL), device="cpu")
-    text = prompt_text(PROMPT_TOKENS)
+    text = prompt_of(PROMPT_TOKENS)
     base = SamplingOptions(top_k=1, repetition_penalty=1.0, banned=(),
                            max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS)
     model.generate(text, base, static_tokens=PROMPT_TOKENS - 1)  # caches the prompt

@@ -3,13 +3,13 @@
     perf record -e cpu-clock -g -D <ms past load and prompt> -- python decode_profile.py N
 
 The delay leaves the load and the prompt pass out of the recording; the script prints the
-first-token time to set it. Uses work/neo27-st-int8-chunk1024 (bench_chat_turn.ensure_model).
+first-token time to set it. Uses work/neo27-st-int8-chunk1024 (bench_common.ensure_model).
 """
 
 import sys
 
-from bench_token_probs import MODEL, prompt_text
-
+from bench_common import CHUNKED_MODEL as MODEL
+from bench_common import prompt_of as prompt_text
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
 

@@ -19,8 +19,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from machine import describe_machine
 
+from bench_common import describe_machine
 from pyg_edge.cpu import gemm_backend
 from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint

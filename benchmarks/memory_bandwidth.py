@@ -8,29 +8,8 @@ in threads (numpy releases the GIL while it reduces); the best of several passes
 """
 
 import os
-import threading
-import time
 
-import numpy as np
-
-ARRAY_BYTES = 512 << 20  # per thread; far beyond any L3
-
-
-def read_bandwidth(passes: int = 10, threads: int | None = None) -> float:
-    """Bytes per second read by `threads` threads summing their own arrays."""
-    threads = threads or os.cpu_count() or 1
-    arrays = [np.ones(ARRAY_BYTES // 4, np.float32) for _ in range(threads)]
-    best = 0.0
-    for _ in range(passes):
-        workers = [threading.Thread(target=np.add.reduce, args=(a,)) for a in arrays]
-        started = time.perf_counter()
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        best = max(best, threads * ARRAY_BYTES / (time.perf_counter() - started))
-    return best
-
+from bench_common import read_bandwidth
 
 if __name__ == "__main__":
     for count in sorted({1, os.cpu_count() or 1}):

@@ -21,8 +21,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from machine import describe_machine
-
+from bench_common import describe_machine
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.session import ChatSession
 from pyg_edge.demo import DEMO_CHARACTER

@@ -20,7 +20,8 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 # name, title, command line after `python benchmarks/`. work/neo27-st-int8-chunk1024 has the
 # converter's default prefill chunk (half the context), work/neo27-st-int8 a one-pass prompt
-# (--prefill-chunk 0); bench_chat_turn.ensure_model makes either (PREFILL_CHUNKS).
+# (--prefill-chunk 0); bench_common.ensure_model makes either (PREFILL_CHUNKS). Every
+# measurement script is here (tests/packaging/test_benchmarks.py checks it).
 BENCHMARKS = [
     ("bandwidth", "Memory read bandwidth", "memory_bandwidth.py"),
     ("convert", "Conversion", "bench_convert.py --runs 2"),
@@ -42,6 +43,13 @@ BENCHMARKS = [
     ("int8_agreement", "Quantization against transformers", "int8_agreement.py"),
     ("quality", "Demo model quality", "quality_report.py --baseline-rev bda30bb"),
     ("server", "Server", "bench_server.py --requests 48"),
+    ("token_probs", "The cost of token probabilities", "bench_token_probs.py"),
+    ("smart_context_sweep", "Tokens read per turn for each smart-context fraction (no model)",
+     "smart_context_sweep.py"),
+    ("decode_profile", "The decode run the profiles record (at 500 tokens)",
+     "decode_profile.py 500"),
+    ("embedding", "An app's process against the command, and Stop latency",
+     "bench_embedding.py --runs 2"),
 ]
 HEADER = """# Benchmark results
 

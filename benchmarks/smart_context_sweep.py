@@ -4,34 +4,33 @@
 
 No model runs: the replay's prompts (bench_api_replay: a real card, SillyTavern's budget and
 its pushing out of examples and old messages) go through the server's own planning
-(GenerationQueue's smart context and prefix planner) and a stand-in for the model that only
+(the library's ReadPlanner: smart context and prefix planner) and a stand-in for the model that only
 counts what CTranslate2 would read: a turn whose static prefix is cached reads what follows
 it, any other turn reads its whole prompt, and a new prefix replaces the cached one. Per
 fraction, after the context is full: the median and the total of tokens read, how many
 turns cut, and the share of the sent history the model saw (no swipes). Timings come from
 bench_api_replay.py, which runs the model; this shows the trade-off behind the default
 across more turns and other stretches of the dialogue text (--skip) than a replay affords.
-Needs only the tokenizer of work/neo27-st-int8-chunk1024 (bench_chat_turn.ensure_model).
+Needs only the tokenizer of work/neo27-st-int8-chunk1024 (bench_common.ensure_model).
 """
 
 import argparse
 import statistics
 
-import bench_api_replay as replay
-from bench_chat_turn import WORK, ensure_model
-
+from bench_common import DATA, WORK, chat_script, ensure_model
 from pyg_edge.chat.characters import load_character
+from pyg_edge.chat.planning import ReadPlanner
 from pyg_edge.chat.prompt import Message
+from pyg_edge.chat.sillytavern import sillytavern_prompt
 from pyg_edge.generation.prefill import exact_cut
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
-from pyg_edge.server.engine import GenerationQueue
 
 RESPONSE = 350  # SillyTavern's default response length at a 2,048 context
 
 
 class CountingModel:
-    """What GenerationQueue plans with, and the tokens a PygModel would read."""
+    """What ReadPlanner plans with, and the tokens a PygModel would read."""
 
     context_length = 2048
     prefill_chunk = 1024
@@ -55,38 +54,29 @@ class CountingModel:
 
 def sweep(folder, fraction: float, turns: int, skip: int) -> dict:
     model = CountingModel(folder)
-    queue = GenerationQueue(model, smart_context=fraction)
-    card = load_character(replay.DATA / "cards" / "TavernAI_Aqua.png")
+    planner = ReadPlanner(model.tokenizer, model.context_length, model.prefill_chunk,
+                          smart_context=fraction)
+    card = load_character(DATA / "cards" / "TavernAI_Aqua.png")
     options = SamplingOptions(stop=("\nYou:", f"\n{card.name}:"), max_new_tokens=RESPONSE)
     chat = [Message(card.name, card.greeting)]
     first_line = chat[0].render() + "\n"
     reads, seen, cuts = [], [], 0
     count = model.tokenizer.count
-    for user, reply in chat_script(turns, count, skip):
+    for user, reply in chat_script(turns, 2048, count, skip):
         chat.append(Message("You", user, is_user=True))
-        text = replay.sillytavern_prompt(card, chat, count, model.context_length, RESPONSE)
-        before = queue.smart.last
-        read, kwargs = queue._plan(text, options, model.context_length - RESPONSE)
-        tokens = model.read(read, kwargs.get("static_tokens", 0))
-        fitted = queue.smart.last if queue.smart.last is not before else None
+        text = sillytavern_prompt(card, chat, count, model.context_length, RESPONSE)
+        before = planner.smart.last
+        read, static_tokens = planner.plan(text, options.stop, model.context_length - RESPONSE,
+                                           model.cached_prefixes)
+        tokens = model.read(read, static_tokens)
+        fitted = planner.smart.last if planner.smart.last is not before else None
         if first_line not in text:  # the context is full: the greeting was dropped
             reads.append(tokens)
             cuts += fitted is not None and fitted.event == "cut"
             seen.append(fitted.kept_tokens / fitted.history_tokens if fitted else 1.0)
         chat.append(Message(card.name, reply))
-    queue.close()
     return {"turns": len(reads), "median": statistics.median(reads), "total": sum(reads),
             "cuts": cuts, "seen": statistics.mean(seen)}
-
-
-def chat_script(turns: int, count, skip: int) -> list:
-    """bench_api_replay's script, from `skip` speeches further into the play."""
-    speeches = replay.speeches
-    replay.speeches = lambda path: speeches(path)[skip:]
-    try:
-        return replay.chat_script(turns, 2048, count)
-    finally:
-        replay.speeches = speeches
 
 
 def main():

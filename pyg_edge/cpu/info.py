@@ -5,6 +5,7 @@ import os
 from pyg_edge import __version__
 from pyg_edge.cpu import gemm_backend
 from pyg_edge.cpu.copy_tuning import threshold_in_effect
+from pyg_edge.cpu.setup import prepare
 
 # The ISA flags that decide which kernels can run (gemm_backend, CTranslate2's own dispatch).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
@@ -12,11 +13,12 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
 
 
 def system_info(gemm: str | None = None) -> list:
-    """(label, value) rows; makes the GEMM choice for this process if none was made yet.
+    """(label, value) rows; makes pyg-edge's process-wide settings if not made yet.
 
     Args:
       gemm: As PygModel's gemm argument.
     """
+    prepared = prepare(gemm)
     ctranslate2 = gemm_backend.load_ctranslate2(gemm)
     choice = gemm_backend.current_choice()
     cpu = gemm_backend.read_cpu()
@@ -32,7 +34,8 @@ def system_info(gemm: str | None = None) -> list:
         ("self-test", _selftest_line(choice.selftest)),
         ("c extension", str(shim) if shim else "not built (no C compiler at install)"),
         ("cpu threads", os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} (all cores)"),
-        ("cache copies", threshold_in_effect()),
+        ("cache copies", prepared.copies),
+        ("glibc copies", threshold_in_effect()),
         ("cpu compute types", ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))),
         ("cuda devices", str(ctranslate2.get_cuda_device_count())),
     ]

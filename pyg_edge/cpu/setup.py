@@ -9,16 +9,18 @@ ctranslate2 (faster-whisper, say). What it changes, each for the whole process:
   detection and its int8 GEMM. This is what makes int8 exact on AVX2 CPUs without VNNI;
 - on glibc, malloc settings (pyg_edge.cpu.tuning: one arena, no mmap of large blocks, no
   trimming): a long prompt pass 26.6 -> 12.9 s on the 2.7B shape;
-- nothing else: glibc's copy threshold can only be set when a process starts
-  (pyg_edge.cpu.copy_tuning; the `pyg-edge` command does it).
+- CTranslate2's own memcpy/memmove entries pointed at a copy that streams large copies
+  (pyg_edge.cpu.copy_tuning.install_copy: the key/value cache copy of each decode step);
+  not process-wide, and what glibc's copy threshold does for the `pyg-edge` command.
 Figures: docs/embedding.md and benchmarks/results/.
 """
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 
-from pyg_edge.cpu import gemm_backend, tuning
+from pyg_edge.cpu import copy_tuning, gemm_backend, tuning
 
 logger = logging.getLogger("pyg_edge")
 
@@ -33,11 +35,13 @@ class Prepared:
       gemm: The GEMM backend CTranslate2 runs ("ctranslate2 default" when pyg-edge could not
         choose it), and why.
       keep_heap: Whether glibc keeps freed memory (one arena, never trimmed).
+      copies: How CTranslate2's large copies are made (copy_tuning.install_copy).
       too_late: ctranslate2 was imported before pyg-edge could choose its backend.
     """
 
     gemm: gemm_backend.GemmChoice
     keep_heap: bool
+    copies: str
     too_late: bool
 
 
@@ -65,7 +69,9 @@ def prepare(gemm: str | None = None, keep_heap: bool = True):
         gemm_backend.load_ctranslate2(gemm)
         applied = tuning.apply_cpu_tuning(
             tuning.choose_cpu_tuning() if keep_heap else tuning.CpuTuning())
-        _prepared = Prepared(gemm_backend.current_choice(), applied.keep_heap, too_late)
+        copies = copy_tuning.install_copy(os.environ)
+        _prepared = Prepared(gemm_backend.current_choice(), applied.keep_heap, copies,
+                             too_late)
     elif gemm not in (None, "auto", _prepared.gemm.backend):
         logger.warning("GEMM backend %s asked for, but this process already runs %s",
                        gemm, _prepared.gemm.backend)

@@ -1,0 +1,173 @@
+/*
+ * Non-temporal copies for CTranslate2's large memcpy/memmove calls, in any process.
+ *
+ * Each decode step CTranslate2 copies every layer's key/value cache into a new buffer
+ * (docs/ctranslate2-bugs/kv_cache_copy.md). glibc's memmove switches to non-temporal stores
+ * (no read of the destination lines first) only past a threshold it derives from the cache
+ * size, 190 MB on the Intel Xeon measured, so never; the `pyg-edge` command lowers it with
+ * GLIBC_TUNABLES when it starts, which an app's process cannot do once running.
+ *
+ * pyg_nt_copy_install() points libctranslate2's own GOT entries for memcpy and memmove at
+ * nt_copy, which streams copies of `threshold` bytes or more and hands everything else
+ * (small copies, overlapping moves) to glibc. Only CTranslate2's calls change: nothing
+ * process-wide. The bytes copied are the same; pyg_nt_copy_check() proves it on this
+ * machine before the install.
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <elf.h>
+#include <emmintrin.h>
+#include <link.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static size_t nt_threshold = (size_t)-1;
+static long long nt_copies = 0; /* lets a test see that CTranslate2's copies reach this file */
+
+long long pyg_nt_copy_count(void) { return nt_copies; }
+
+static void *nt_copy(void *dst, const void *src, size_t n) {
+    const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+    if (n < nt_threshold || (d < s + n && s < d + n))
+        return memmove(dst, src, n);
+    __atomic_add_fetch(&nt_copies, 1, __ATOMIC_RELAXED);
+    const size_t head = (64 - (d & 63)) & 63;
+    memcpy(dst, src, head);
+    char *out = (char *)dst + head;
+    const char *in = (const char *)src + head;
+    const size_t body = (n - head) & ~(size_t)63;
+    for (size_t i = 0; i < body; i += 64) {
+        const __m128i a = _mm_loadu_si128((const __m128i *)(in + i));
+        const __m128i b = _mm_loadu_si128((const __m128i *)(in + i + 16));
+        const __m128i c = _mm_loadu_si128((const __m128i *)(in + i + 32));
+        const __m128i e = _mm_loadu_si128((const __m128i *)(in + i + 48));
+        _mm_stream_si128((__m128i *)(out + i), a);
+        _mm_stream_si128((__m128i *)(out + i + 16), b);
+        _mm_stream_si128((__m128i *)(out + i + 32), c);
+        _mm_stream_si128((__m128i *)(out + i + 48), e);
+    }
+    _mm_sfence(); /* the streamed lines are visible before the copy returns */
+    memcpy(out + body, in + body, n - head - body);
+    return dst;
+}
+
+/*
+ * Copies of every size class and alignment, and overlapping moves, against memmove, with
+ * guard bytes around the destination. Returns 0 when every byte is as memmove leaves it.
+ */
+int pyg_nt_copy_check(size_t threshold) {
+    const size_t sizes[] = {0, 1, 63, 64, 65, threshold - 1, threshold, threshold + 1,
+                            3 * threshold + 17};
+    const size_t total = 4 * threshold + 256;
+    unsigned char *src = malloc(total), *got = malloc(total), *want = malloc(total);
+    int failed = src == NULL || got == NULL || want == NULL;
+    const size_t saved = nt_threshold;
+    nt_threshold = threshold;
+    for (size_t i = 0; i < total && !failed; i++)
+        src[i] = (unsigned char)(i * 131 + 7);
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes && !failed; k++) {
+        for (size_t offset = 0; offset < 4 && !failed; offset++) {
+            memset(got, 0xA5, total);
+            memset(want, 0xA5, total);
+            nt_copy(got + 64 + offset, src + 3 - offset % 3, sizes[k]);
+            memmove(want + 64 + offset, src + 3 - offset % 3, sizes[k]);
+            failed = memcmp(got, want, total) != 0;
+        }
+    }
+    for (size_t shift = 1; shift < 130 && !failed; shift += 64) { /* overlapping moves */
+        memcpy(got, src, total);
+        memcpy(want, src, total);
+        nt_copy(got + shift, got, 2 * threshold);
+        memmove(want + shift, want, 2 * threshold);
+        nt_copy(got, got + shift, 2 * threshold);
+        memmove(want, want + shift, 2 * threshold);
+        failed = memcmp(got, want, total) != 0;
+    }
+    nt_threshold = saved;
+    free(src);
+    free(got);
+    free(want);
+    return failed ? -1 : 0;
+}
+
+struct relro { uintptr_t base, start, end; };
+
+static int find_relro(struct dl_phdr_info *info, size_t size, void *data) {
+    struct relro *r = data;
+    (void)size;
+    if (info->dlpi_addr != r->base)
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type == PT_GNU_RELRO) {
+            r->start = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            r->end = r->start + info->dlpi_phdr[i].p_memsz;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Writes value into a GOT slot. The pages the loader sealed after relocation (RELRO: whole
+ * pages of it, as glibc protects them) are opened for the write and sealed again.
+ */
+static int write_slot(void **slot, void *value, const struct relro *r) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t start = (uintptr_t)slot & ~(page - 1);
+    const int sealed = start >= (r->start & ~(page - 1)) && start < (r->end & ~(page - 1));
+    if (sealed && mprotect((void *)start, page, PROT_READ | PROT_WRITE) != 0)
+        return -1;
+    __atomic_store_n(slot, value, __ATOMIC_SEQ_CST);
+    if (sealed && mprotect((void *)start, page, PROT_READ) != 0)
+        return -1;
+    return 0;
+}
+
+static int is_copy(const char *name) {
+    return strcmp(name, "memcpy") == 0 || strcmp(name, "memmove") == 0;
+}
+
+/*
+ * Points the memcpy/memmove slots of the already loaded library at path to nt_copy, for
+ * copies of threshold bytes or more. Returns how many slots changed, or -1.
+ */
+int pyg_nt_copy_install(const char *path, size_t threshold) {
+    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
+    struct link_map *map = NULL;
+    if (handle == NULL || dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == NULL)
+        return -1;
+    const ElfW(Rela) *tables[2] = {NULL, NULL};
+    size_t sizes[2] = {0, 0};
+    const ElfW(Sym) *symbols = NULL;
+    const char *strings = NULL;
+    for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++) {
+        if (d->d_tag == DT_JMPREL) tables[0] = (const ElfW(Rela) *)d->d_un.d_ptr;
+        if (d->d_tag == DT_PLTRELSZ) sizes[0] = d->d_un.d_val;
+        if (d->d_tag == DT_RELA) tables[1] = (const ElfW(Rela) *)d->d_un.d_ptr;
+        if (d->d_tag == DT_RELASZ) sizes[1] = d->d_un.d_val;
+        if (d->d_tag == DT_SYMTAB) symbols = (const ElfW(Sym) *)d->d_un.d_ptr;
+        if (d->d_tag == DT_STRTAB) strings = (const char *)d->d_un.d_ptr;
+    }
+    if (symbols == NULL || strings == NULL)
+        return -1;
+    struct relro relro = {map->l_addr, 0, 0};
+    dl_iterate_phdr(find_relro, &relro);
+    nt_threshold = threshold;
+    int changed = 0;
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; tables[t] != NULL && i < sizes[t] / sizeof(ElfW(Rela)); i++) {
+            const ElfW(Rela) *r = &tables[t][i];
+            const unsigned type = ELF64_R_TYPE(r->r_info);
+            if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
+                continue;
+            if (!is_copy(strings + symbols[ELF64_R_SYM(r->r_info)].st_name))
+                continue;
+            if (write_slot((void **)(map->l_addr + r->r_offset), (void *)nt_copy, &relro) != 0)
+                return -1;
+            changed++;
+        }
+    }
+    return changed;
+}
