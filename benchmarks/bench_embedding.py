@@ -17,6 +17,7 @@ pass went on in the background before the next call could start.
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -111,8 +112,8 @@ def main():
     for label, mode in MODES.items():
         print(f"| {label} | " + " | ".join(spread(decode[mode][n], 2) for n in DECODE_AT)
               + " |")
-    ratios = [sorted(decode["app"][n])[len(decode["app"][n]) // 2]
-              / sorted(decode["command"][n])[len(decode["command"][n]) // 2] for n in DECODE_AT]
+    ratios = [statistics.median(decode["app"][n]) / statistics.median(decode["command"][n])
+              for n in DECODE_AT]
     print("| app / command | " + " | ".join(f"{r:.3f}x" for r in ratios) + " |")
     print("\nTarget >= 0.97x: " + ("met" if min(ratios) >= 0.97 else "NOT met") + "\n")
     stops = [run_child("stop", "command", args.new_tokens) for _ in range(args.runs)]

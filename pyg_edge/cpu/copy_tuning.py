@@ -76,7 +76,10 @@ def _install(environ, threshold: int) -> str:
     slots = shim.pyg_nt_copy_install(str(library).encode(), threshold)
     if slots <= 0:
         return "left to glibc (CTranslate2's memcpy/memmove entries were not found)"
-    return f"streamed from {threshold:#x} bytes by pyg-edge ({slots} entries of CTranslate2)"
+    shim.pyg_nt_copy_kind.restype = ctypes.c_char_p
+    kind = shim.pyg_nt_copy_kind().decode()
+    return (f"streamed from {threshold:#x} bytes by pyg-edge ({kind} stores; {slots} entries "
+            "of CTranslate2)")
 
 
 def installed_copy() -> str | None:

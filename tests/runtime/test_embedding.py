@@ -241,3 +241,27 @@ def test_cuda_that_cannot_compute_falls_back_or_names_the_library(converted, mon
         assert model.device == "cpu" and fake.loads == ["cuda", "cpu"]
         assert model.generate(PROMPT, GREEDY, max_new_tokens=2)
     assert "CUDA cannot compute" in caplog.text and "libcublas" in caplog.text
+
+
+PREPARE_TOO_LATE = """
+import json, logging, sys
+logging.basicConfig(level=logging.WARNING)
+import ctranslate2  # as an app that loaded faster-whisper first would have
+from pyg_edge.cpu import prepare
+first = prepare()
+print(json.dumps({"too_late": first.too_late, "backend": first.gemm.backend,
+                  "again": prepare() is first}))
+"""
+
+
+def test_prepare_warns_when_ctranslate2_came_first():
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PREPARE_TOO_LATE], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"too_late": True, "backend": "ctranslate2 default", "again": True}
+    assert "imported before pyg_edge.cpu.prepare()" in done.stderr
