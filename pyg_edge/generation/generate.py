@@ -6,8 +6,16 @@ Runs in the call's own thread (pyg_edge.generation.streams), in the model's turn
 import time
 from collections.abc import Iterator
 
+from pyg_edge.generation.request import generation_kwargs
 from pyg_edge.generation.stopping import StopFilter
 from pyg_edge.generation.token_probs import LogprobTrail, steps_with_logits, token_logprob
+
+
+def produce_text(call, request, generator, tokenizer) -> None:
+    """A call's reply, each piece handed to its reader as it comes."""
+    kwargs = generation_kwargs(tokenizer, request)
+    for piece in stream_pieces(generator, tokenizer, request, kwargs, call):
+        call.emit(piece)
 
 
 def stream_pieces(generator, tokenizer, request, kwargs: dict, call) -> Iterator[str]:

@@ -11,12 +11,12 @@ import weakref
 from pyg_edge.cpu.setup import ctranslate2_module
 from pyg_edge.errors import ModelLoadError, PygEdgeError
 from pyg_edge.generation import loading
-from pyg_edge.generation.generate import stream_pieces
+from pyg_edge.generation.generate import produce_text
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.prefill import PromptSpeed
 from pyg_edge.generation.prefix_cache import PrefixCache
-from pyg_edge.generation.replies import Replies, ReplyResults, check_reply_count, sample_replies
-from pyg_edge.generation.request import generation_kwargs, prepare_request
+from pyg_edge.generation.replies import Replies, ReplyResults, check_reply_count, produce_replies
+from pyg_edge.generation.request import prepare_request
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.stats import GenerationStats, PromptNotice
 from pyg_edge.generation.streams import Call, TextStream
@@ -145,7 +145,7 @@ class PygModel:
         """
         call = Call(cancel, GenerationStats(), notices, on_long_prompt)
         return self._new_call(TextStream, call, prompt, options, overrides, static_tokens,
-                              plan, self._generate_text)
+                              plan, functools.partial(produce_text, tokenizer=self.tokenizer))
 
     def generate(self, prompt, options: SamplingOptions | None = None, **overrides) -> str:
         """Like stream(), but returns the whole text."""
@@ -155,26 +155,19 @@ class PygModel:
                        cancel: threading.Event | None = None, static_tokens: int = 0, *,
                        on_long_prompt=None, notices: bool = False, plan=None,
                        **overrides) -> Replies:
-        """Samples n replies to prompt from one pass over it, in one batch.
+        """Samples n replies (1 to MAX_REPLIES) from one pass over prompt, in one batch.
 
         Iterating the result yields the first reply's text as stream() would; the others
-        are in its .texts once iteration ends (pyg_edge.generation.replies). Greedy options
-        give n copies of the one greedy reply. n is 1 to MAX_REPLIES: each reply holds its
-        own copy of the prompt's state (benchmarks/results/n_replies.md).
-        The other arguments are stream()'s.
-
-        Raises:
-          OptionsError: n is not a whole number from 1 to MAX_REPLIES.
-          PromptTooLongError: the prompt and max_new_tokens do not fit in the context.
+        are in its .texts once iteration ends (pyg_edge.generation.replies). The other
+        arguments, and what is raised, are stream()'s; OptionsError also for a bad n.
         """
         results = ReplyResults(check_reply_count(n))
         call = Call(cancel, GenerationStats(), notices, on_long_prompt)
         return self._new_call(functools.partial(Replies, results), call, prompt, options,
-                              overrides, static_tokens, plan,
-                              functools.partial(self._generate_replies, results=results))
+                              overrides, static_tokens, plan, functools.partial(
+                                  produce_replies, tokenizer=self.tokenizer, results=results))
 
-    def generate_replies(self, prompt, n: int, options: SamplingOptions | None = None,
-                         **overrides) -> list:
+    def generate_replies(self, prompt, n: int, options=None, **overrides) -> list:
         """Like stream_replies(), but returns the n texts."""
         return self.stream_replies(prompt, n, options, **overrides).wait()
 
@@ -232,22 +225,26 @@ class PygModel:
         except BaseException as error:  # noqa: BLE001  raised to the reader
             call.emit(error)
         finally:
-            call.stats.seconds = time.monotonic() - call.started
-            if call.cancel.is_set():
-                call.stats.finish_reason = "cancelled"
-            self.last_generation = call.stats
-            if call.stats.new_tokens and call.stats.first_token_seconds:
-                self.prompt_speed.record(call.stats.read_tokens, call.stats.first_token_seconds)
+            self._ended(call)
             call.end()
+
+    def _ended(self, call: Call) -> None:
+        """A call's last figures; its prompt speed teaches the estimates."""
+        stats = self.last_generation = call.stats
+        stats.seconds = time.monotonic() - call.started
+        if call.cancel.is_set():
+            stats.finish_reason = "cancelled"
+        if stats.new_tokens and stats.first_token_seconds:
+            self.prompt_speed.record(stats.read_tokens, stats.first_token_seconds)
 
     def _begin(self, request, call: Call) -> bool:
         """In the call's turn: a new seed reloads the model, the prefix is cached, a long
         pass announced. False when the call was cancelled meanwhile."""
         if self._engine.generator is None:
             raise ModelLoadError(f"{self.path} was closed: load the model again")
-        seed = request.options.seed
         if call.cancel.is_set():
             return False
+        seed = request.options.seed
         if seed is not None and seed != self._engine.fresh_seed:
             self._engine.load(seed)  # a model load: see LoadedGenerator.load
             self.prefix_cache.clear()
@@ -262,23 +259,5 @@ class PygModel:
         cached = request.static_ids and request.static_ids in self.prefix_cache
         tokens = len(request.ids) - (len(request.static_ids) if cached else 0)
         call.stats.read_tokens = tokens
-        if tokens < self.long_prompt_tokens:
-            return
-        notice = PromptNotice(tokens, self.prompt_speed.estimate(tokens))
-        if call.notices:
-            call.emit(notice)
-        if call.on_long_prompt is not None:
-            call.on_long_prompt(notice.tokens, notice.seconds)
-
-    def _generate_text(self, call, request, generator):
-        kwargs = generation_kwargs(self.tokenizer, request)
-        for piece in stream_pieces(generator, self.tokenizer, request, kwargs, call):
-            call.emit(piece)
-
-    def _generate_replies(self, call, request, generator, results):
-        kwargs = generation_kwargs(self.tokenizer, request)
-        for piece in sample_replies(generator, self.tokenizer, request, results, call.cancel,
-                                    kwargs, call.stats, call.started):
-            call.emit(piece)
-        call.stats.new_tokens = sum(results.new_tokens)
-        call.stats.finish_reason = results.finish_reasons[0]
+        if tokens >= self.long_prompt_tokens:
+            call.announce(PromptNotice(tokens, self.prompt_speed.estimate(tokens)))

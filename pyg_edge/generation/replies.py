@@ -13,13 +13,14 @@ import time
 from collections.abc import Iterator
 
 from pyg_edge.errors import OptionsError
+from pyg_edge.generation.batches import BATCH_DONE, wait_for_batch
+from pyg_edge.generation.request import generation_kwargs
 from pyg_edge.generation.stopping import StopFilter
 from pyg_edge.generation.streams import TextStream
 
 # Each reply holds its own copy of the prompt's state (benchmarks/results/n_replies.md), so
 # a few are useful and many only exhaust memory.
 MAX_REPLIES = 8
-BATCH_DONE = object()  # what wait_for_batch puts last
 
 
 def check_reply_count(n) -> int:
@@ -110,6 +111,16 @@ class _Reply:
         return tail
 
 
+def produce_replies(call, request, generator, tokenizer, results: ReplyResults) -> None:
+    """A call's n replies; the first one's pieces handed to its reader as they come."""
+    kwargs = generation_kwargs(tokenizer, request)
+    for piece in sample_replies(generator, tokenizer, request, results, call.cancel, kwargs,
+                                call.stats, call.started):
+        call.emit(piece)
+    call.stats.new_tokens = sum(results.new_tokens)
+    call.stats.finish_reason = results.finish_reasons[0]
+
+
 def sample_replies(generator, tokenizer, request, result: ReplyResults, cancel, kwargs: dict,
                    stats, started: float) -> Iterator[str]:
     """Runs one generate_batch for len(result.texts) replies; yields the first one's text.
@@ -157,17 +168,6 @@ def sample_replies(generator, tokenizer, request, result: ReplyResults, cancel, 
         stop_all.set()  # the caller stopped early: stop every reply
         waiter.join()
         _collect(replies, result, n)
-
-
-def wait_for_batch(batch, out: queue.Queue) -> None:
-    """Waits for an asynchronous generate_batch; puts its error, if any, then BATCH_DONE on
-    out (for a reader in another thread, which raises the error)."""
-    try:
-        for async_result in batch:
-            async_result.result()
-    except Exception as error:  # noqa: BLE001  raised to the reader
-        out.put(error)
-    out.put(BATCH_DONE)
 
 
 def _drain(pieces: queue.Queue, cancel) -> Iterator[str]:

@@ -45,6 +45,13 @@ class Call:
         """Hands a piece (or a PromptNotice, or an exception) to the reader."""
         self._sink(item)
 
+    def announce(self, notice) -> None:
+        """Tells about a long prompt pass: to the reader (notices) and on_long_prompt."""
+        if self.notices:
+            self.emit(notice)
+        if self.on_long_prompt is not None:
+            self.on_long_prompt(notice.tokens, notice.seconds)
+
     def end(self) -> None:
         self.state = "done"
         self._sink(_END)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pyg_edge.generation.replies import BATCH_DONE, wait_for_batch
+from pyg_edge.generation.batches import BATCH_DONE, wait_for_batch
 
 # OpenAI allows 20 alternatives per token; SillyTavern asks for 5 (chat) or 10 (text).
 MAX_TOP_LOGPROBS = 20

@@ -43,6 +43,23 @@ def read_all(stream, into: list):
         into.append((time.monotonic(), piece))
 
 
+def reading(stream) -> tuple:
+    """A thread reading stream, started, and the list it fills."""
+    pieces = []
+    reader = threading.Thread(target=read_all, args=(stream, pieces))
+    reader.start()
+    return reader, pieces
+
+
+def assert_stop_returns_at_once(stream, reader, press):
+    """press() (Stop) ends the reader's loop within STOP_WITHIN_S, the call cancelled."""
+    pressed = time.monotonic()
+    press()
+    reader.join(STOP_WITHIN_S)
+    assert not reader.is_alive() and time.monotonic() - pressed < STOP_WITHIN_S
+    assert stream.stats.finish_reason == "cancelled"
+
+
 def test_two_threads_are_served_in_arrival_order_each_with_its_own_figures(
         tiny_model, slow_engine):
     slow_engine["step_s"] = 0.01
@@ -79,16 +96,11 @@ def test_stop_while_queued_returns_at_once_and_never_runs(tiny_model, slow_engin
     time.sleep(0.1)
     cancel = threading.Event()
     queued = tiny_model.stream(PROMPT, GREEDY, cancel=cancel)
-    pieces = []
-    waiter = threading.Thread(target=read_all, args=(queued, pieces))
-    waiter.start()
+    waiter, pieces = reading(queued)
     time.sleep(0.2)
     assert queued.state == "queued"
-    stopped = time.monotonic()
-    cancel.set()
-    waiter.join(STOP_WITHIN_S)
-    assert not waiter.is_alive() and time.monotonic() - stopped < STOP_WITHIN_S
-    assert pieces == [] and queued.stats.finish_reason == "cancelled"
+    assert_stop_returns_at_once(queued, waiter, cancel.set)
+    assert pieces == []
     running.close()
     holder.join(10)
 
@@ -96,16 +108,11 @@ def test_stop_while_queued_returns_at_once_and_never_runs(tiny_model, slow_engin
 def test_stop_during_a_prompt_pass_returns_within_a_second(tiny_model, slow_engine):
     slow_engine["pass_s"] = 3.0  # CTranslate2 cannot be interrupted inside it
     stream = tiny_model.stream(PROMPT, GREEDY)
-    pieces = []
-    reader = threading.Thread(target=read_all, args=(stream, pieces))
-    reader.start()
+    reader, pieces = reading(stream)
     time.sleep(0.5)
     assert stream.state == "running"
-    stopped = time.monotonic()
-    stream.cancel()
-    reader.join(STOP_WITHIN_S)
-    assert not reader.is_alive() and time.monotonic() - stopped < STOP_WITHIN_S
-    assert pieces == [] and stream.stats.finish_reason == "cancelled"
+    assert_stop_returns_at_once(stream, reader, stream.cancel)
+    assert pieces == []
     # The pass ends in the background; the next call waits its turn and is served.
     slow_engine["pass_s"] = 0.0
     assert tiny_model.generate(PROMPT, GREEDY, max_new_tokens=3)
@@ -120,14 +127,9 @@ def test_stop_during_a_reload_returns_within_a_second(tiny_model, monkeypatch):
 
     monkeypatch.setattr(loading.LoadedGenerator, "load", slow_load)
     stream = tiny_model.stream(PROMPT, GREEDY, seed=12345)  # a new seed reloads the model
-    reader = threading.Thread(target=read_all, args=(stream, []))
-    reader.start()
+    reader, _ = reading(stream)
     time.sleep(0.3)
-    stopped = time.monotonic()
-    stream.cancel()
-    reader.join(STOP_WITHIN_S)
-    assert not reader.is_alive() and time.monotonic() - stopped < STOP_WITHIN_S
-    assert stream.stats.finish_reason == "cancelled"
+    assert_stop_returns_at_once(stream, reader, stream.cancel)
     assert tiny_model.generate(PROMPT, GREEDY, max_new_tokens=3)  # after the reload
 
 

@@ -8,39 +8,16 @@ import pytest
 from pyg_edge.generation.sampling import SamplingOptions
 from support.cards import TAVERN_V1, b64, png_with_text
 from support.server_harness import RunningServer
+from support.slowed import SlowedModel
 
 GREEDY = {"temperature": 0, "rep_pen": 1.0}
 PROMPT = "You: Tell me about the sea, the ships and the harbour.\nAqua:"
 
 
-class SlowModel:
-    """The tiny model, slowed to 20 ms a piece in its generation thread (holding its turn),
-    so requests overlap as on a big one."""
-
-    def __init__(self, model):
-        self._model = model
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def stream(self, *args, **kwargs):
-        return self._slowed(self._model.stream(*args, **kwargs))
-
-    def stream_replies(self, *args, **kwargs):
-        return self._slowed(self._model.stream_replies(*args, **kwargs))
-
-    @staticmethod
-    def _slowed(stream):
-        call = stream._call  # the generation thread hands each piece over through emit
-        emit = call.emit
-
-        def slow_emit(item):
-            if isinstance(item, str):
-                time.sleep(0.02)
-            emit(item)
-
-        call.emit = slow_emit
-        return stream
+def slow_pieces(item):
+    """20 ms a piece, so requests overlap as on a big model."""
+    if isinstance(item, str):
+        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +30,7 @@ def server(tiny_model):
 
 @pytest.fixture(scope="module")
 def slow_server(tiny_model):
-    running = RunningServer(SlowModel(tiny_model), max_length=200)
+    running = RunningServer(SlowedModel(tiny_model, slow_pieces), max_length=200)
     yield running
     running.stop()
 

@@ -14,6 +14,7 @@ from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.stats import PromptNotice
 from support.cards import TAVERN_V1, b64, png_with_text
 from support.server_harness import RunningServer
+from support.slowed import SlowedModel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
@@ -100,7 +101,8 @@ def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, bro
     tiny_model.prompt_speed = PromptSpeed()
     tiny_model.prompt_speed.record(200, 2.0)  # 100 tokens/s: "about 1 s"
     # After the notice is sent, the pass takes 0.5 s, as a long one would.
-    server = RunningServer(PausingModel(tiny_model), defaults=SamplingOptions(max_new_tokens=8))
+    server = RunningServer(SlowedModel(tiny_model, pause_after_notice),
+                           defaults=SamplingOptions(max_new_tokens=8))
     try:
         browser.get(f"http://127.0.0.1:{server.port}/")
         assert not browser.find_element(By.ID, "notice").is_displayed()
@@ -122,33 +124,10 @@ def test_a_long_prompt_pass_shows_a_notice_until_the_first_token(tiny_model, bro
         tiny_model.prompt_speed = PromptSpeed()
 
 
-class PausingModel:
-    """The tiny model, pausing 0.5 s in its generation thread after a long-pass notice."""
-
-    def __init__(self, model):
-        self._model = model
-
-    def __getattr__(self, name):
-        return getattr(self._model, name)
-
-    def stream_replies(self, *args, **kwargs):
-        return self._paused(self._model.stream_replies(*args, **kwargs))
-
-    def stream(self, *args, **kwargs):
-        return self._paused(self._model.stream(*args, **kwargs))
-
-    @staticmethod
-    def _paused(stream):
-        call = stream._call  # the generation thread hands items over through emit
-        emit = call.emit
-
-        def pause_after_notice(item):
-            emit(item)
-            if isinstance(item, PromptNotice):
-                time.sleep(0.5)
-
-        call.emit = pause_after_notice
-        return stream
+def pause_after_notice(item):
+    """A long prompt pass: 0.5 s after its notice was sent."""
+    if isinstance(item, PromptNotice):
+        time.sleep(0.5)
 
 
 class CountingModel:
