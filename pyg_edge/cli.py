@@ -1,7 +1,6 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
 import contextlib
-import os
 import signal
 import sys
 
@@ -14,6 +13,7 @@ from pyg_edge.chat.session import ChatSession, read_chat
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
+from pyg_edge.cpu.setup import prepare
 from pyg_edge.errors import PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
@@ -57,13 +57,19 @@ def convert(src, dest, quantization, force, prefill_chunk):
     )
 
 
-def _set_gemm(ctx, param, value):
-    if value:  # process-wide, like the choice itself: read when the model loads
-        os.environ[GEMM_ENV] = value
+def _prepare(ctx, param, value):
+    """With --gemm, pyg-edge's process-wide settings are made now, with that backend
+    (pyg_edge.cpu.setup.prepare); else the first model load makes them."""
+    if ctx.resilient_parsing or value is None:
+        return
+    try:
+        prepare(value)
+    except PygEdgeError as error:
+        raise click.BadParameter(str(error), param=param) from None
 
 
 gemm_option = click.option(
-    "--gemm", type=click.Choice(GEMM_CHOICES), expose_value=False, callback=_set_gemm,
+    "--gemm", type=click.Choice(GEMM_CHOICES), expose_value=False, callback=_prepare,
     help=f"CPU int8 GEMM backend [default: auto, or {GEMM_ENV}]; see `pyg-edge info`.")
 
 
