@@ -4,7 +4,7 @@ A model converted with `prefill_chunk` W (pyg_edge_convert.gpt_neo.check_prefill
 has CTranslate2's decoder-level sliding window: a prompt pass longer than W is read in
 chunks of W tokens, and chunk i > 0 sees `W + c + 1` keys for its query c. That is every
 earlier token only while at most two chunks are read with nothing cached before them, so
-(measured on the tiny fixtures, tests/test_prefill.py):
+(measured on the tiny fixtures, tests/runtime/test_prefill.py):
 
 - a first pass (the static prefix, or the whole prompt but its last token when there is
   no prefix) is exact up to 2 * W tokens;
