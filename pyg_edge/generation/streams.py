@@ -41,6 +41,11 @@ class Call:
         self.state = "new"  # "queued", "running", "done"
         self._sink = None
 
+    def attach(self, sink) -> None:
+        """Where emit() hands items from now on (the reader's queue), as the call starts."""
+        self._sink = sink
+        self.state = "queued"
+
     def emit(self, item) -> None:
         """Hands a piece (or a PromptNotice, or an exception) to the reader."""
         self._sink(item)
@@ -179,19 +184,18 @@ class TextStream:
 
     def _start_async(self) -> None:
         loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
-        put = self._queue.put_nowait
+        put, cancel = self._queue.put_nowait, self._call.cancel
 
         def sink(item):
             try:
                 loop.call_soon_threadsafe(put, item)
             except RuntimeError:  # the loop is closed: its reader is gone
-                self._call.cancel.set()
+                cancel.set()
 
         self._launch(sink)
 
     def _launch(self, sink) -> None:
-        self._call._sink = sink
-        self._call.state = "queued"
+        self._call.attach(sink)
         thread = threading.Thread(target=self._run, args=(self._call,), daemon=True,
                                   name="pyg-edge-generation")
         thread.start()
