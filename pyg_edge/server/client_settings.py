@@ -21,7 +21,6 @@ reads its body through apply_client_settings, so a setting means the same on eac
 """
 
 import logging
-import math
 
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server.params import Notes
@@ -90,12 +89,20 @@ def _bans(body: dict, options: SamplingOptions, vocab_size: int, notes: Notes):
                                   banned_ids=tuple(dict.fromkeys(options.banned_ids + tuple(ours))))
 
 
+def token_id(value) -> int | None:
+    """A token id as clients send one: an int, or a str of ASCII digits; else None."""
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isascii() \
+            and value.strip().lstrip("-").isdecimal():
+        return int(value.strip())
+    return None
+
+
 def _custom_token_bans(value) -> list:
     """SillyTavern's "1,2,3" (a string) or [1, 2, 3] (Aphrodite's shape)."""
-    if isinstance(value, str):
-        parts = [p.strip() for p in value.split(",") if p.strip()]
-        return [int(p) for p in parts if p.lstrip("-").isdigit()]
-    return [i for i in _list(value) if _is_int(i)]
+    parts = value.split(",") if isinstance(value, str) else _list(value)
+    return [i for i in map(token_id, parts) if i is not None]
 
 
 def _logit_bias_bans(value, notes: Notes) -> list:
@@ -104,10 +111,10 @@ def _logit_bias_bans(value, notes: Notes) -> list:
         tuple(p) for p in _list(value) if isinstance(p, list) and len(p) == 2]
     banned, other = [], 0
     for key, bias in pairs:
-        token = int(key) if _is_int(key) or (isinstance(key, str) and key.isdigit()) else None
+        token = token_id(key)
         if token is None:
             continue
-        if bias is False or (_is_number(bias) and (bias <= -100 or math.isinf(bias))):
+        if bias is False or (_is_number(bias) and bias <= -100):
             banned.append(token)
         elif not (_is_number(bias) and bias == 0):
             other += 1

@@ -12,6 +12,7 @@ import json
 from aiohttp import web
 
 from pyg_edge.chat.completions import Completions
+from pyg_edge.errors import PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.server.generations import Generations
 from pyg_edge.server.options import Limits
@@ -37,17 +38,27 @@ def completions(request) -> Completions:
 
 
 async def json_body(request) -> dict:
-    """The request's body as a JSON object.
+    """The request's body as a JSON object; every way a body can be bad is a 400.
 
     Raises:
-      BadRequest: the body is not JSON, or not an object.
+      BadRequest: the body is not JSON in a known charset, not an object, nested too
+        deep, holds a number too long to read, or a string that is not valid Unicode.
     """
     try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the body is not valid JSON") from None
+        body = json.loads(await request.text())
+    except LookupError:
+        raise BadRequest(f"unknown charset {request.charset!r}: send UTF-8") from None
+    except RecursionError:
+        raise BadRequest("the body is nested too deep") from None
+    except ValueError as error:  # bad JSON or UTF-8, a number past Python's digit limit
+        raise BadRequest(f"the body is not valid JSON ({str(error)[:80]})") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("the body holds a lone surrogate (\\ud800-\\udfff): not valid "
+                         "Unicode text") from None
     return body
 
 
@@ -101,6 +112,9 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
                     await response.write(sse(event(chunk), name))
             for line in done(stream) if done else ():
                 await response.write(sse(line, name))
+    except PygEdgeError as error:  # found in the call's turn: the headers are sent already
+        await response.write(sse({"error": {"message": str(error),
+                                            "type": "invalid_request_error"}}, name))
     except ConnectionResetError:
         stream.cancel()  # the client left: stop generating for it
     return response

@@ -50,9 +50,11 @@ def error_response(path: str, status: int, message: str) -> web.Response:
 async def require_key(request, handler):
     key = request.app[SETTINGS].api_key
     if key and request.path not in _OPEN_PATHS:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        given = token.strip() if scheme.lower() == "bearer" else ""
         given = given or request.headers.get("X-Api-Key", "")
-        if not hmac.compare_digest(given.encode(), key.encode()):
+        # A header that is not UTF-8 arrives with surrogate escapes: compared as bytes.
+        if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode()):
             return error_response(request.path, 401, _NO_KEY + (
                 _KOBOLD_CLASSIC if request.path.startswith("/api/") else ""))
     return await handler(request)

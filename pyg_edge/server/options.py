@@ -107,8 +107,8 @@ def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, no
         values["top_p"] = _top_p(top_p, notes)
     if repetition_penalty is not None:
         values["repetition_penalty"] = _repetition_penalty(repetition_penalty, notes)
-    if no_repeat_ngram_size is not None:
-        values["no_repeat_ngram_size"] = max(0, no_repeat_ngram_size)
+    if no_repeat_ngram_size is not None:  # longer than the context means nothing more
+        values["no_repeat_ngram_size"] = min(max(0, no_repeat_ngram_size), context)
     return defaults.with_overrides(**values)
 
 

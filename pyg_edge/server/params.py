@@ -12,6 +12,8 @@ from pyg_edge.errors import InvalidRequestError
 
 __all__ = ["BadRequest", "Notes", "field", "first_field", "string_list"]
 
+MAX_INTEGER = 2**63 - 1  # larger numbers in a body are refused, not clamped
+
 
 class BadRequest(InvalidRequestError):
     """The request is malformed; the message says which field and what is expected."""
@@ -38,6 +40,9 @@ def field(body: dict, key: str, kind, default=None, low=None, high=None, require
         if required:
             raise BadRequest(f"missing field '{key}'")
         return default
+    if kind in (int, float) and isinstance(value, int) and abs(value) > MAX_INTEGER:
+        raise BadRequest(f"field '{key}' is a number of {len(str(abs(value)))} digits: "
+                         f"at most {MAX_INTEGER} is read")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is int and isinstance(value, float) and value.is_integer():

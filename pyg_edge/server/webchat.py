@@ -41,7 +41,8 @@ async def chat_stream(request):
     body = await json_body(request)
     model, settings = request.app[MODEL], request.app[SETTINGS]
     character = _character_from_json(body.get("character"))
-    history = [_message_from_json(m, character.name) for m in body.get("history") or []]
+    history = [_message_from_json(m, character.name)
+               for m in field(body, "history", list, [])]
     message = field(body, "message", str, None)
     options = settings.defaults
     n = field(body, "replies", int, settings.replies, 1, MAX_REPLIES)

@@ -30,7 +30,7 @@ ROOT = REPO
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Command prefixes not run here, and why.
 NOT_RUN = {
-    "python3 -m venv": "the README's install line: .ci/run and tests/packaging/test_wheel.py run it",
+    "python3 -m venv": "the README's install line: .ci/run and test_wheel.py run it",
     "pip install": "installs: .ci/run and tests/packaging/test_wheel.py install the package",
     "python benchmarks/": "benchmarks take minutes to hours on the 2.7B shape",
     "python scripts/sillytavern_check.py": "needs a SillyTavern checkout, Node.js, Chromium",
