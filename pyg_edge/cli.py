@@ -182,6 +182,10 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
 @click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
               help="Let browser pages from ORIGIN call the API (repeatable; '*' for any), "
                    "e.g. https://lite.koboldai.net for KoboldAI Lite's website. Off by default.")
+@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
+              help="Also answer requests that name this host (repeatable); on loopback, "
+                   "only 127.0.0.1, localhost and [::1] are answered by default (a web page "
+                   "cannot rebind its own name to this server).")
 @click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
               help="Reuse the prompt prefix of earlier API requests (a chat's history); "
                    "--no-prefix-cache saves the memory of a cached prompt (about 1.1 GB at "
@@ -192,8 +196,8 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
                    "its newest history, so the next turns read only what is new; 0 turns it "
                    "off (every turn re-reads the whole prompt).")
 @model_options
-def serve(model_path, host, port, api_key, max_length, replies, cors_origins, prefix_cache,
-          smart_context, device, compute_type, threads):
+def serve(model_path, host, port, api_key, max_length, replies, cors_origins, allowed_hosts,
+          prefix_cache, smart_context, device, compute_type, threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
@@ -210,7 +214,7 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, pr
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     settings = ServerSettings(host, port, api_key, max_length, replies, cors_origins,
-                              prefix_cache, smart_context)
+                              allowed_hosts, prefix_cache, smart_context)
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, settings, device=device, compute_type=compute_type,

@@ -1,6 +1,5 @@
 """The aiohttp application: each API's routes behind the middleware (API key, JSON errors)."""
 
-import ipaddress
 import logging
 import os
 from dataclasses import replace
@@ -10,6 +9,7 @@ from aiohttp import web
 from pyg_edge.chat.completions import Completions
 from pyg_edge.generation.model import PygModel
 from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
+from pyg_edge.server.browser_guard import check_host_and_body_type, is_loopback
 from pyg_edge.server.common import COMPLETIONS, GENERATIONS, MODEL, NAME, SETTINGS
 from pyg_edge.server.cors import add_allow_origin, answer_preflight, check_origins
 from pyg_edge.server.generations import Generations
@@ -32,8 +32,10 @@ def create_app(model: PygModel, settings: ServerSettings | None = None) -> web.A
       ValueError: a CORS origin is not one.
     """
     settings = settings or ServerSettings()
-    settings = replace(settings, cors_origins=check_origins(settings.cors_origins))
-    app = web.Application(middlewares=[errors_as_json, answer_preflight, require_key],
+    settings = replace(settings, cors_origins=check_origins(settings.cors_origins),
+                       allowed_hosts=tuple(h.lower() for h in settings.allowed_hosts))
+    app = web.Application(middlewares=[errors_as_json, check_host_and_body_type,
+                                       answer_preflight, require_key],
                           client_max_size=MAX_BODY_BYTES)
     app.on_response_prepare.append(add_allow_origin)
     app[MODEL] = model
@@ -60,7 +62,7 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
       **model_options: PygModel's (device, compute_type, cpu_threads, ...).
     """
     settings = settings or ServerSettings()
-    if not _is_loopback(settings.host) and not settings.api_key:
+    if not is_loopback(settings.host) and not settings.api_key:
         logger.warning("serving on %s without an API key: anyone who reaches it can use it",
                        settings.host)
     if "*" in settings.cors_origins and not settings.api_key:
@@ -68,10 +70,3 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
                        "without an API key)")
     with PygModel(model_path, **model_options) as model:
         web.run_app(create_app(model, settings), host=settings.host, port=settings.port)
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"

@@ -12,8 +12,9 @@ from pyg_edge.errors import PygEdgeError
 from pyg_edge.server.common import SETTINGS
 from pyg_edge.server.params import BadRequest
 
-_KOBOLD_TYPES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-                 413: "payload_too_large"}
+_KOBOLD_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not_found",
+                 405: "method_not_allowed", 413: "payload_too_large",
+                 415: "unsupported_media_type"}
 _OPEN_PATHS = ("/",)  # the web chat page asks for the key itself
 _NO_KEY = "missing or wrong API key (send Authorization: Bearer KEY)"
 # SillyTavern's KoboldAI Classic connection sends no key at all.

@@ -20,6 +20,8 @@ class ServerSettings:
         instant.
       cors_origins: Origins whose browser pages may call the API ("*": any); none by
         default (pyg_edge.server.cors).
+      allowed_hosts: Host names besides the loopback ones that requests may name when the
+        server listens on loopback (pyg_edge.server.browser_guard).
       prefix_cache: Reuse the prompt prefix of earlier requests (pyg_edge.chat.planning);
         False saves the memory of a cached prompt and reads every prompt in full.
       smart_context: The share of the history a chat whose context is full keeps in front
@@ -33,6 +35,7 @@ class ServerSettings:
     max_length: int = 512
     replies: int = 1
     cors_origins: tuple = ()
+    allowed_hosts: tuple = ()
     prefix_cache: bool = True
     smart_context: float = DEFAULT_FRACTION
     defaults: SamplingOptions = field(default_factory=SamplingOptions)

@@ -41,6 +41,8 @@ class RunningServer:
         """Returns (status, parsed JSON or text)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        if body is not None and raw is None:  # as every client sends a JSON body
+            headers = {"Content-Type": "application/json", **(headers or {})}
         connection.request(method, path, body=data, headers=headers or {})
         response = connection.getresponse()
         text = response.read().decode("utf-8")
