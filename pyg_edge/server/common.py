@@ -81,18 +81,18 @@ async def _cancel_on_disconnect(request, stream):
         watcher.cancel()
 
 
-async def generate(request, stream, key: str = "", seed=None) -> str:
+async def generate(request, stream, key: str = "", seed=None, kobold: bool = False) -> str:
     """Runs one generation to its end; returns its text (stream.stats has its figures,
-    stream.others the other replies)."""
+    stream.others the other replies). kobold: started through a KoboldAI route."""
     pieces = []
     async with _cancel_on_disconnect(request, stream):
-        async for chunk in request.app[GENERATIONS].run(stream, key, seed):
+        async for chunk in request.app[GENERATIONS].run(stream, key, seed, kobold):
             pieces.append(chunk.text)
     return "".join(pieces)
 
 
 async def stream_sse(request, stream, event, key="", done=None, name=None, notice=None,
-                     seed=None):
+                     seed=None, kobold=False):
     """Streams a generation as server-sent events: event(chunk) per text chunk, then
     done(stream) (a list of final events).
 
@@ -104,7 +104,7 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
     await response.prepare(request)
     try:
         async with _cancel_on_disconnect(request, stream):
-            async for chunk in request.app[GENERATIONS].run(stream, key, seed):
+            async for chunk in request.app[GENERATIONS].run(stream, key, seed, kobold):
                 if chunk.notice is not None:
                     if notice is not None:
                         await response.write(sse(notice(chunk.notice), name))

@@ -21,11 +21,14 @@ class GenerationRecord:
       seed: The seed it asked for, or None.
       pieces: The text generated so far.
       ended_at: time.time() when it ended (0 while it runs).
+      kobold: Started through a KoboldAI/KoboldCpp route: only those are shown by
+        generate/check (an OpenAI or web chat reply is nobody else's to read).
     """
 
     stream: object = None
     key: str = ""
     seed: int | None = None
+    kobold: bool = False
     pieces: list = field(default_factory=list)
     ended_at: float = 0.0
 
@@ -51,9 +54,9 @@ class Generations:
         self._active = []  # records still queued or running, in arrival order
         self._last = GenerationRecord()
 
-    async def run(self, stream, key: str = "", seed=None) -> AsyncIterator:
+    async def run(self, stream, key: str = "", seed=None, kobold: bool = False) -> AsyncIterator:
         """Yields stream's chunks, recording its text for generate/check."""
-        record = GenerationRecord(stream, key, seed)
+        record = GenerationRecord(stream, key, seed, kobold=kobold)
         self._active.append(record)
         try:
             async for chunk in stream:
@@ -78,16 +81,30 @@ class Generations:
         return sum(1 for r in self._active if r.stream.state in ("new", "queued"))
 
     def abort(self, key: str = "") -> bool:
-        """Cancels the generations started with key, else the running one.
+        """KoboldCpp's abort: the generations started with key; without one, the running
+        generation only if it has no key either and nobody waits (else it may be another
+        client's).
 
         Returns:
           Whether a generation was cancelled.
         """
-        targets = ([r for r in self._active if r.key == key] if key
-                   else [r for r in self._active if r.running])
+        if key:
+            targets = [r for r in self._active if r.key == key]
+        elif self.waiting:
+            targets = []
+        else:
+            targets = [r for r in self._active if r.running and not r.key]
         for record in targets:
             record.stream.cancel()
         return bool(targets)
+
+    def text_for(self, key: str = "") -> str:
+        """KoboldCpp's generate/check: the text so far of the current or latest KoboldAI
+        generation started with key; without one, of a keyless one while nobody waits."""
+        record = self.last
+        if not record.kobold or record.key != key or (not key and self.waiting):
+            return ""
+        return record.text
 
     def close(self) -> None:
         for record in list(self._active):

@@ -120,7 +120,8 @@ async def soft_prompt(request):
 
 async def generate_text(request):
     completion, stream = start_generate(request, await json_body(request))
-    text = await generate(request, stream, completion.key, completion.options.seed)
+    text = await generate(request, stream, completion.key, completion.options.seed,
+                          kobold=True)
     reply = {"results": [{"text": text, "finish_reason": stream.stats.finish_reason}]}
     if completion.notes:
         reply["warnings"] = list(completion.notes)

@@ -54,7 +54,8 @@ async def stream(request):
         request, stream, lambda chunk: {"token": chunk.text, "finish_reason": None},
         completion.key,
         done=lambda stream: [{"token": "", "finish_reason": _finish(stream.stats.finish_reason)}],
-        name="message", seed=completion.options.seed)  # Lite reads only events named "message"
+        name="message", seed=completion.options.seed,  # Lite reads only events named "message"
+        kobold=True)
 
 
 def _finish(reason: str) -> str:
@@ -84,8 +85,7 @@ async def check(request):
     never reads another's text.
     """
     body = await json_body(request) if request.method == "POST" and request.can_read_body else {}
-    record = request.app[GENERATIONS].last
-    text = record.text if record.key == field(body, "genkey", str, "") else ""
+    text = request.app[GENERATIONS].text_for(field(body, "genkey", str, ""))
     return web.json_response({"results": [{"text": text}]})
 
 

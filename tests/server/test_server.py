@@ -329,3 +329,39 @@ def test_a_client_that_leaves_an_n_stream_stops_every_choice(slow_server, tiny_m
     generate(slow_server, max_length=2, **GREEDY)  # waits its turn behind the abandoned one
     assert time.monotonic() - started < 3  # 200 slow pieces would take over 4 s
     assert tiny_model.last_generation.new_tokens <= 2
+
+
+def test_a_keyless_abort_never_cuts_another_clients_keyed_reply(slow_server):
+    thread, result = in_thread(generate, slow_server, max_length=60, genkey="KCPP7", **GREEDY)
+    time.sleep(0.4)
+    status, reply = slow_server.request("POST", "/api/extra/abort")  # no genkey, no body
+    assert status == 200 and reply["success"] == "false"
+    thread.join(30)
+    assert result["value"]["finish_reason"] != "cancelled"
+
+
+def test_a_keyless_abort_cuts_nothing_while_someone_waits(slow_server):
+    first, first_result = in_thread(generate, slow_server, max_length=40, **GREEDY)
+    time.sleep(0.3)
+    second, second_result = in_thread(generate, slow_server, max_length=4, **GREEDY)
+    time.sleep(0.2)
+    assert slow_server.request("POST", "/api/extra/abort", {})[1]["success"] == "false"
+    first.join(30)
+    second.join(30)
+    assert first_result["value"]["finish_reason"] != "cancelled"
+    # Alone and keyless, it is the client's own reply: abort cuts it, marked cancelled.
+    thread, result = in_thread(generate, slow_server, max_length=60, **GREEDY)
+    time.sleep(0.4)
+    assert slow_server.request("POST", "/api/extra/abort", {})[1]["success"] == "true"
+    thread.join(30)
+    assert result["value"]["finish_reason"] == "cancelled"
+
+
+def test_check_never_shows_an_openai_or_web_chat_reply(server):
+    status, reply = server.request("POST", "/v1/completions", {
+        "prompt": PROMPT, "max_tokens": 6, "temperature": 0})
+    assert status == 200 and reply["choices"][0]["text"]
+    status, check = server.request("POST", "/api/extra/generate/check", {})
+    assert status == 200 and check == {"results": [{"text": ""}]}
+    kobold = generate(server, max_length=6, **GREEDY)["text"]
+    assert server.request("GET", "/api/extra/generate/check")[1]["results"][0]["text"] == kobold
