@@ -31,6 +31,9 @@ _FLOAT_TYPE_OF = {
     "float32": "float32",
 }
 QUANTIZATIONS = tuple(_FLOAT_TYPE_OF)
+# In a staging folder while it is written: the converting process's id, so a later
+# conversion can tell a killed one's leftovers from a running one's.
+OWNER_FILE = ".pyg-edge-convert.pid"
 # CTranslate2's TransformerDecoderModelSpec, whose layout the written model.bin follows.
 _SPEC_NAME, _SPEC_REVISION = "TransformerDecoderSpec", 8
 
@@ -141,14 +144,59 @@ def _write_atomically(dest: str, force: bool, write: Callable[[str], None]) -> N
     name = os.path.basename(os.path.abspath(dest))
     try:
         os.makedirs(parent, exist_ok=True)
+        remove_stale_staging(parent, name)
         staging = tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent)
+        with open(os.path.join(staging, OWNER_FILE), "w", encoding="utf-8") as owner:
+            owner.write(str(os.getpid()))
     except OSError as error:
         raise ConversionError(f"cannot write to {parent}: {error.strerror}") from None
     try:
         _guarded(lambda: write(staging), "writing")
+        os.remove(os.path.join(staging, OWNER_FILE))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide it from others
         _guarded(lambda: _move_into_place(staging, dest, force), "replacing")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def remove_stale_staging(parent: str, name: str) -> list:
+    """Removes the staging folders of conversions to name that were killed (their process
+    is gone); a live conversion's is left alone. Returns the folders removed."""
+    removed = []
+    for entry in os.listdir(parent):
+        if not (entry.startswith(f".{name}.") and entry.endswith((".partial", ".old"))):
+            continue
+        folder = os.path.join(parent, entry)
+        if _owner_alive(os.path.join(folder, OWNER_FILE)):
+            continue
+        logger.warning("removing %s, left by a conversion that did not finish", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _owner_alive(owner_file: str) -> bool:
+    try:
+        with open(owner_file, encoding="utf-8") as owner:
+            pid = int(owner.read().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):  # no file, not a pid, or no such process
+        return False
+    return True
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where the system says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    current = os.umask(0o022)  # elsewhere: read by setting it, and set it back at once
+    os.umask(current)
+    return current
 
 
 def _move_into_place(staging: str, dest: str, force: bool) -> None:
@@ -158,6 +206,8 @@ def _move_into_place(staging: str, dest: str, force: bool) -> None:
     # Keep the old model until the new one is in place, so a failure loses neither.
     retired = tempfile.mkdtemp(prefix=f".{os.path.basename(dest)}.", suffix=".old",
                                dir=os.path.dirname(os.path.abspath(dest)))
+    with open(os.path.join(retired, OWNER_FILE), "w", encoding="utf-8") as owner:
+        owner.write(str(os.getpid()))
     os.rename(dest, os.path.join(retired, "model"))
     try:
         os.rename(staging, dest)

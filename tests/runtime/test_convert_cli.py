@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -249,3 +250,44 @@ def test_progress_is_drawn_on_a_terminal_only(monkeypatch):
         for done in range(1, 5):
             progress(done, 4)
     assert "Converting" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+KILLED_MID_CONVERSION = f"""
+import sys, time
+from pyg_edge_convert import convert as convert_module
+
+def slow(*args):
+    print("writing", flush=True)
+    time.sleep(60)
+
+convert_module._write_ct2_config = slow
+convert_module.convert_checkpoint("{CHECKPOINTS / SMALL}", sys.argv[1])
+"""
+
+
+def test_a_killed_conversions_staging_is_removed_by_the_next_one(tmp_path):
+    """SIGKILL leaves the staging folder (nothing can run then); the next conversion to
+    the same folder removes it, and leaves a running conversion's alone."""
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_MID_CONVERSION, str(out)],
+                               stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "writing"
+    process.kill()
+    process.wait(timeout=30)
+    (stale,) = [n for n in os.listdir(tmp_path) if n.endswith(".partial")]
+    running = tmp_path / ".out.live.partial"  # a conversion that is still going on
+    running.mkdir()
+    (running / ".pyg-edge-convert.pid").write_text(str(os.getpid()))
+    convert_checkpoint(str(CHECKPOINTS / SMALL), str(out))
+    left = sorted(n for n in os.listdir(tmp_path) if n.startswith("."))
+    assert stale not in left and left == [".out.live.partial"]
+    assert not (out / ".pyg-edge-convert.pid").exists()
+
+
+def test_the_model_folder_gets_the_users_umask(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        convert_checkpoint(str(CHECKPOINTS / SMALL), str(tmp_path / "out"))
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o755
