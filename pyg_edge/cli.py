@@ -190,6 +190,9 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
               help="Reuse the prompt prefix of earlier API requests (a chat's history); "
                    "--no-prefix-cache saves the memory of a cached prompt (about 1.1 GB at "
                    "1,700 tokens for Pygmalion 2.7B) and reads every prompt in full.")
+@click.option("--user-line-stop/--no-user-line-stop", default=True, show_default=True,
+              help="End every reply at a line starting with 'You:' (Pygmalion's user), "
+                   "whatever the client asked; turn off for stories with such lines.")
 @click.option("--smart-context", type=click.FloatRange(0, 1, max_open=True),
               default=DEFAULT_FRACTION, show_default=True, metavar="FRACTION",
               help="Once a chat fills the frontend's context, keep its card and this share of "
@@ -197,7 +200,7 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
                    "off (every turn re-reads the whole prompt).")
 @model_options
 def serve(model_path, host, port, api_key, max_length, replies, cors_origins, allowed_hosts,
-          prefix_cache, smart_context, device, compute_type, threads):
+          prefix_cache, user_line_stop, smart_context, device, compute_type, threads):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
@@ -214,7 +217,7 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, al
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
     settings = ServerSettings(host, port, api_key, max_length, replies, cors_origins,
-                              allowed_hosts, prefix_cache, smart_context)
+                              allowed_hosts, prefix_cache, user_line_stop, smart_context)
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, settings, device=device, compute_type=compute_type,

@@ -28,9 +28,9 @@ NAME = web.AppKey("name", str)
 
 def limits(request) -> Limits:
     """What the model and the server's settings allow a request."""
-    model = request.app[MODEL]
-    return Limits(model.context_length, request.app[SETTINGS].max_length,
-                  len(model.tokenizer.vocabulary))
+    model, settings = request.app[MODEL], request.app[SETTINGS]
+    return Limits(model.context_length, settings.max_length, len(model.tokenizer.vocabulary),
+                  settings.user_line_stop)
 
 
 def completions(request) -> Completions:

@@ -41,6 +41,8 @@ from pyg_edge.server.params import BadRequest, Notes, field, first_field, string
 routes = web.RouteTableDef()
 _MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "n_predict")
 _CONTEXT = ("truncation_length", "max_context_length", "num_ctx")
+# OpenAI fields a Pygmalion model cannot honour; asked for, they are named in `warnings`.
+_NOT_HONOURED = ("tools", "tool_choice", "functions", "function_call", "response_format")
 
 
 def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
@@ -76,8 +78,18 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
     options = apply_client_settings(body, options, limits.vocab_size, notes)
     n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
     options = options.with_overrides(top_logprobs=requested_top(body, notes, n))
+    for name in _NOT_HONOURED:
+        if body.get(name) not in (None, [], {}, "none", "auto", {"type": "text"}):
+            notes.add(f"field '{name}' is not supported here (a Pygmalion model has no tools "
+                      "or output formats): ignored")
     prompt = completion_prompt(body) if prompt is None else prompt
     return Completion(prompt, options, context, n=n, notes=notes)
+
+
+def include_usage(body: dict) -> bool:
+    """The client asked for a last streamed chunk with the usage (stream_options)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def completion_prompt(body: dict) -> str:
@@ -146,11 +158,15 @@ async def _reply(request, body, kind, stream, completion: Completion):
             shown[0] += len(piece.text)
         return body
 
-    return await stream_sse(
-        request, stream, chunk,
-        done=lambda stream: [chunk_body(kind, name, ident, None, stream.stats.finish_reason),
-                             *other_chunks(kind, name, ident, stream.others), "[DONE]"],
-        seed=options.seed)
+    def done(stream):
+        final = [chunk_body(kind, name, ident, None, stream.stats.finish_reason),
+                 *other_chunks(kind, name, ident, stream.others)]
+        if include_usage(body):  # OpenAI's last chunk: no choices, the usage
+            final.append({**chunk_body(kind, name, ident, None), "choices": [],
+                          "usage": usage(stream.stats)})
+        return [*final, "[DONE]"]
+
+    return await stream_sse(request, stream, chunk, done=done, seed=options.seed)
 
 
 def _logprobs(kind: str, entries, offset: int = 0) -> dict:
@@ -168,12 +184,16 @@ def completion_body(kind: str, model: str, text: str, stats, created: int = 0,
         "id": f"{'chatcmpl' if kind == 'chat.completion' else 'cmpl'}-{uuid.uuid4().hex}",
         "object": kind, "created": created or int(time.time()), "model": model,
         "choices": [choice],
-        "usage": {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.new_tokens,
-                  "total_tokens": stats.prompt_tokens + stats.new_tokens},
+        "usage": usage(stats),
     }
     if warnings:
         body["warnings"] = list(warnings)
     return body
+
+
+def usage(stats) -> dict:
+    return {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.new_tokens,
+            "total_tokens": stats.prompt_tokens + stats.new_tokens}
 
 
 def chunk_body(kind: str, model: str, ident: str, piece, finish=None) -> dict:

@@ -23,11 +23,14 @@ class Limits:
       context_length: The model's context in tokens.
       max_new_tokens: The most tokens one request may generate (serve --max-length).
       vocab_size: Tokens in the vocabulary (a top_k at or above it is no limit).
+      user_line_stop: End every reply at Pygmalion's user line ("\nYou:"), whatever the
+        client asked (serve --no-user-line-stop turns it off).
     """
 
     context_length: int
     max_new_tokens: int
     vocab_size: int
+    user_line_stop: bool = True
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,13 @@ def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, no
                      stop=()) -> SamplingOptions:
     """SamplingOptions from raw client numbers (None: the default), clamped and noted.
 
-    The stops are the client's plus Pygmalion's own user line: the model was trained with
-    the user as "You", so it writes "You:" lines even when the client's prompt names the
-    user otherwise (SillyTavern's "User:"), and such a line is never the character's reply.
+    The stops are the client's plus Pygmalion's own user line (unless limits say not): the
+    model was trained with the user as "You", so it writes "You:" lines even when the
+    client's prompt names the user otherwise (SillyTavern's "User:"), and such a line is
+    never the character's reply. A story written with no stop strings may want them.
     """
-    stops = tuple(dict.fromkeys((*stop, PYGMALION_USER_LINE)))
+    stops = tuple(dict.fromkeys((*stop, *((PYGMALION_USER_LINE,) if limits.user_line_stop
+                                          else ()))))
     values = {"max_new_tokens": _max_new_tokens(max_new_tokens, defaults, limits, context,
                                                 notes),
               "stop": stops, "seed": _seed(seed)}

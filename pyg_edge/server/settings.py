@@ -24,6 +24,9 @@ class ServerSettings:
         server listens on loopback (pyg_edge.server.browser_guard).
       prefix_cache: Reuse the prompt prefix of earlier requests (pyg_edge.chat.planning);
         False saves the memory of a cached prompt and reads every prompt in full.
+      user_line_stop: End every completion at Pygmalion's user line ("\nYou:"), whatever
+        the client asked: right for chats (the model writes the user's turn otherwise),
+        wrong for a story written through KoboldAI Lite with no stop strings.
       smart_context: The share of the history a chat whose context is full keeps in front
         of the model (pyg_edge.chat.smart_context); 0 reads what the client sends.
       defaults: Sampling options for fields a request leaves out (not a flag).
@@ -37,5 +40,6 @@ class ServerSettings:
     cors_origins: tuple = ()
     allowed_hosts: tuple = ()
     prefix_cache: bool = True
+    user_line_stop: bool = True
     smart_context: float = DEFAULT_FRACTION
     defaults: SamplingOptions = field(default_factory=SamplingOptions)
