@@ -19,6 +19,9 @@ from pyg_edge.server.options import Limits
 from pyg_edge.server.params import BadRequest
 from pyg_edge.server.settings import ServerSettings
 
+# A streamed reply whose client reads nothing for this long is cancelled: its socket buffer
+# stays full, and the generation would go on for nobody.
+WRITE_TIMEOUT_S = 15.0
 MODEL = web.AppKey("model", PygModel)
 COMPLETIONS = web.AppKey("completions", Completions)
 GENERATIONS = web.AppKey("generations", Generations)
@@ -102,21 +105,26 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
+
+    async def send(data):
+        await asyncio.wait_for(response.write(sse(data, name)), WRITE_TIMEOUT_S)
+
     try:
         async with _cancel_on_disconnect(request, stream):
             async for chunk in request.app[GENERATIONS].run(stream, key, seed, kobold):
                 if chunk.notice is not None:
                     if notice is not None:
-                        await response.write(sse(notice(chunk.notice), name))
+                        await send(notice(chunk.notice))
                 elif chunk.finish_reason is None:
-                    await response.write(sse(event(chunk), name))
+                    await send(event(chunk))
             for line in done(stream) if done else ():
-                await response.write(sse(line, name))
+                await send(line)
     except PygEdgeError as error:  # found in the call's turn: the headers are sent already
-        await response.write(sse({"error": {"message": str(error),
-                                            "type": "invalid_request_error"}}, name))
-    except ConnectionResetError:
-        stream.cancel()  # the client left: stop generating for it
+        await send({"error": {"message": str(error), "type": "invalid_request_error"}})
+    except (ConnectionResetError, asyncio.TimeoutError):
+        stream.cancel()  # the client left, or reads nothing: stop generating for it
+        if request.transport is not None:
+            request.transport.close()
     return response
 
 

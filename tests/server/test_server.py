@@ -1,5 +1,7 @@
 """The real server on a loopback port: every endpoint, streaming, abort, concurrency, bad input."""
 
+import asyncio
+import http.client
 import threading
 import time
 
@@ -365,3 +367,38 @@ def test_check_never_shows_an_openai_or_web_chat_reply(server):
     assert status == 200 and check == {"results": [{"text": ""}]}
     kobold = generate(server, max_length=6, **GREEDY)["text"]
     assert server.request("GET", "/api/extra/generate/check")[1]["results"][0]["text"] == kobold
+
+
+def test_a_client_that_reads_nothing_is_cut_off_and_the_others_are_served(slow_server,
+                                                                           monkeypatch):
+    """A stream whose writes cannot drain for WRITE_TIMEOUT_S is cancelled (its socket is
+    stalled here by holding its writes), and a request behind it is served meanwhile."""
+    from aiohttp import web
+
+    from pyg_edge.server import common
+
+    original = web.StreamResponse.write
+
+    async def write(self, data):
+        if self._req is not None and self._req.headers.get("X-Test-Stall"):
+            await asyncio.sleep(3600)  # a client whose receive window never opens
+        return await original(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", write)
+    monkeypatch.setattr(common, "WRITE_TIMEOUT_S", 0.5)
+    def stalled_client():
+        try:
+            slow_server.request("POST", "/api/extra/generate/stream",
+                                {"prompt": PROMPT, "max_length": 200, **GREEDY},
+                                headers={"X-Test-Stall": "1"})
+        except http.client.IncompleteRead:
+            return "cut off"
+        return "served"
+
+    stalled, outcome = in_thread(stalled_client)
+    time.sleep(0.2)
+    started = time.monotonic()
+    reply = generate(slow_server, max_length=4, **GREEDY)
+    assert reply["text"] and time.monotonic() - started < 3  # 200 slow tokens take 4 s
+    stalled.join(10)
+    assert outcome["value"] == "cut off"
