@@ -4,8 +4,11 @@ Every script imports its helpers from here and from no other script (make_synthe
 writes the synthetic checkpoint; runtime_engines holds bench_runtime's engines).
 """
 
+import http.client
+import json
 import os
 import platform
+import socket
 import statistics
 import threading
 import time
@@ -142,3 +145,28 @@ def keep_first(text: str, tokens: int, count) -> str:
     while len(words) > 3 and count(" ".join(words)) > tokens:
         words.pop()
     return " ".join(words)
+
+
+# A pyg-edge server in a child process, for the server benchmarks.
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(port, path, body):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+    return connection, connection.getresponse()
+
+
+def wait_until_up(port, process) -> None:
+    for _ in range(300):
+        if process.poll() is not None:
+            raise SystemExit("pyg-edge serve exited early")
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/api/v1/model")
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("pyg-edge serve did not start")

@@ -9,9 +9,6 @@ KoboldCpp's streaming endpoint, from sending the request to the first token even
 """
 
 import argparse
-import http.client
-import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,24 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-from bench_common import describe_machine
+from bench_common import describe_machine, free_port, post, wait_until_up
 from pyg_edge_convert import convert_checkpoint
 
 ROOT = Path(__file__).parent.parent
 BODY = {"prompt": "Aqua's Persona: A goddess of water.\n<START>\nYou: Hello!\nAqua:",
         "temperature": 0.7, "rep_pen": 1.05}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(port, path, body):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    connection.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
-    return connection, connection.getresponse()
 
 
 def first_token_seconds(port, max_length):
@@ -79,18 +64,6 @@ def run_clients(clients, requests, job) -> tuple:
     for thread in threads:
         thread.join()
     return time.monotonic() - started, results
-
-
-def wait_until_up(port, process) -> None:
-    for _ in range(300):
-        if process.poll() is not None:
-            raise SystemExit("pyg-edge serve exited early")
-        try:
-            http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/api/v1/model")
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("pyg-edge serve did not start")
 
 
 def main():

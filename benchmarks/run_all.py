@@ -50,6 +50,8 @@ BENCHMARKS = [
      "decode_profile.py 500"),
     ("embedding", "An app's process against the command, and Stop latency",
      "bench_embedding.py --runs 2"),
+    ("server_faults", "The server under load and faults (concurrent streams, disconnects, a "
+     "client that never reads, malformed bodies)", "bench_server_faults.py --rounds 2"),
 ]
 HEADER = """# Benchmark results
 
