@@ -19,6 +19,14 @@ from pyg_edge.server.settings import ServerSettings
 logger = logging.getLogger("pyg_edge")
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is refused (413)
+# A connection with no request under way (idle between requests, or still sending its
+# headers) is closed after this long: half-sent requests cannot pile up and hold sockets.
+IDLE_TIMEOUT_S = 15.0
+
+
+def runner_options() -> dict:
+    """aiohttp's server options (web.run_app, web.AppRunner): the idle timeout."""
+    return {"keepalive_timeout": IDLE_TIMEOUT_S}
 
 
 def create_app(model: PygModel, settings: ServerSettings | None = None) -> web.Application:
@@ -69,4 +77,5 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
         logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
                        "without an API key)")
     with PygModel(model_path, **model_options) as model:
-        web.run_app(create_app(model, settings), host=settings.host, port=settings.port)
+        web.run_app(create_app(model, settings), host=settings.host, port=settings.port,
+                    **runner_options())

@@ -104,12 +104,12 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
     """
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
-    await response.prepare(request)
 
     async def send(data):
         await asyncio.wait_for(response.write(sse(data, name)), WRITE_TIMEOUT_S)
 
     try:
+        await response.prepare(request)
         async with _cancel_on_disconnect(request, stream):
             async for chunk in request.app[GENERATIONS].run(stream, key, seed, kobold):
                 if chunk.notice is not None:
