@@ -104,3 +104,20 @@ def test_no_body_makes_any_route_fail_with_a_500(server, path, body):
     if status == 400:
         assert_clear_400(status, reply)
     assert server.request("GET", "/api/v1/model")[0] == 200
+
+
+def test_a_stream_that_fails_before_its_first_token_sends_an_error_and_ends(server,
+                                                                           monkeypatch):
+    import ctranslate2
+
+    def failing(self, *args, **kwargs):
+        raise RuntimeError("out of memory")
+        yield
+
+    monkeypatch.setattr(ctranslate2.Generator, "generate_tokens", failing)
+    for path, body in [("/api/extra/generate/stream", {"prompt": "You: Hi!\nAqua:"}),
+                       ("/v1/completions", {"prompt": "Hi", "max_tokens": 4, "stream": True})]:
+        events = server.events(path, body)
+        assert events[-1]["error"]["message"].startswith("generation failed: out of memory")
+    monkeypatch.undo()
+    assert server.request("POST", "/api/v1/generate", {"prompt": "Hi", "max_length": 2})[0] == 200
