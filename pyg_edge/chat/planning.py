@@ -31,7 +31,6 @@ class ReadPlanner:
     def __init__(self, tokenizer, context_length: int, prefill_chunk: int = 0,
                  reuse_prefixes: bool = True, smart_context: float = DEFAULT_FRACTION):
         self.tokenizer = tokenizer
-        self.context_length = context_length
         fraction = smart_context if reuse_prefixes else 0
         # With smart context a chat keeps one prefix while it grows (a new prefix empties
         # CTranslate2's cache by reloading the model), and is cut when what follows the
