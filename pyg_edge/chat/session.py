@@ -19,6 +19,7 @@ from pyg_edge.errors import ChatFileError, ReentryError
 from pyg_edge.generation.replies import check_reply_count
 from pyg_edge.generation.sampling import SamplingOptions
 
+_STREAMING = "a reply of this chat is still streaming: read it to the end or close it first"
 # Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
 # turn) so that the next turns stay fast.
 UNCACHED_TAIL_TOKENS = 256
@@ -76,6 +77,7 @@ class ChatSession:
         """
         if replies is not None:
             check_reply_count(replies)
+        self._check_not_streaming()
         self.history.append(Message(USER, text.strip(), is_user=True))
         return self.reply(cancel, replies)
 
@@ -85,6 +87,7 @@ class ChatSession:
         A spare reply to the same chat (see `replies`) is shown at once, as a single
         piece, without calling the model; otherwise a new reply is generated and streamed.
         """
+        self._check_not_streaming()
         if self.history and not self.history[-1].is_user:
             self.history.pop()
         if self._spares and self._spares_for == self._context():
@@ -181,13 +184,18 @@ class ChatSession:
           ValueError: replies is not a valid number of replies (checked at once).
         """
         n = self.replies if replies is None else check_reply_count(replies)
+        self._check_not_streaming()
         self._spares, self._spares_for = [], None
         return self._stream_reply(n, cancel)
 
+    def _check_not_streaming(self) -> None:
+        """Refuses a new turn, before it changes anything, while a reply still streams."""
+        if self._streaming.locked():
+            raise ReentryError(_STREAMING)
+
     def _stream_reply(self, n: int, cancel) -> Iterator[str]:
-        if not self._streaming.acquire(blocking=False):
-            raise ReentryError("a reply of this chat is still streaming: read it to the end "
-                               "or close it first")
+        if not self._streaming.acquire(blocking=False):  # another turn started meanwhile
+            raise ReentryError(_STREAMING)
         try:
             yield from self._generate_reply(n, cancel)
         finally:

@@ -265,3 +265,36 @@ def test_the_smart_context_share_sets_how_much_history_a_cut_keeps(tiny_model):
     kept = {f: full_chat_prompts(tiny_model, f, turns=1)[0].dropped_messages
             for f in (0.25, 0.5, 0.75)}
     assert kept[0.25] > kept[0.5] > kept[0.75]  # more dropped, less kept
+
+
+def test_a_new_turn_while_a_reply_streams_is_refused_and_changes_nothing(tiny_model,
+                                                                         monkeypatch):
+    """A worker thread streams a reply (its prompt pass slowed to 1 s); the UI thread's new
+    turns are refused at once and leave the history as it was."""
+    import threading
+    import time
+
+    import ctranslate2
+
+    from pyg_edge.errors import ReentryError
+
+    original = ctranslate2.Generator.generate_tokens
+
+    def slow_pass(self, *args, **kwargs):
+        time.sleep(1.0)
+        yield from original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ctranslate2.Generator, "generate_tokens", slow_pass)
+    session = ChatSession(tiny_model, AQUA, OPTIONS)
+    worker = threading.Thread(target=lambda: list(session.send("Tell me a story.")))
+    worker.start()
+    time.sleep(0.3)
+    before = list(session.history)
+    for new_turn in (lambda: session.send("And another?"), session.regenerate,
+                     session.reply):
+        with pytest.raises(ReentryError, match="still streaming"):
+            new_turn()
+    assert session.history == before  # the refused turns added nothing
+    worker.join(30)
+    list(session.send("Now?"))  # once the reply ended, the chat goes on
+    assert [m.text for m in session.history if m.is_user][-1] == "Now?"
