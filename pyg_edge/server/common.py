@@ -120,7 +120,8 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
             for line in done(stream) if done else ():
                 await send(line)
     except PygEdgeError as error:  # found in the call's turn: the headers are sent already
-        await send({"error": {"message": str(error), "type": "invalid_request_error"}})
+        with contextlib.suppress(ConnectionResetError, asyncio.TimeoutError):
+            await send({"error": {"message": str(error), "type": "invalid_request_error"}})
     except (ConnectionResetError, asyncio.TimeoutError):
         stream.cancel()  # the client left, or reads nothing: stop generating for it
         if request.transport is not None:
