@@ -268,23 +268,15 @@ def test_the_smart_context_share_sets_how_much_history_a_cut_keeps(tiny_model):
 
 
 def test_a_new_turn_while_a_reply_streams_is_refused_and_changes_nothing(tiny_model,
-                                                                         monkeypatch):
+                                                                         slow_engine):
     """A worker thread streams a reply (its prompt pass slowed to 1 s); the UI thread's new
     turns are refused at once and leave the history as it was."""
     import threading
     import time
 
-    import ctranslate2
-
     from pyg_edge.errors import ReentryError
 
-    original = ctranslate2.Generator.generate_tokens
-
-    def slow_pass(self, *args, **kwargs):
-        time.sleep(1.0)
-        yield from original(self, *args, **kwargs)
-
-    monkeypatch.setattr(ctranslate2.Generator, "generate_tokens", slow_pass)
+    slow_engine["pass_s"] = 1.0
     session = ChatSession(tiny_model, AQUA, OPTIONS)
     worker = threading.Thread(target=lambda: list(session.send("Tell me a story.")))
     worker.start()

@@ -22,22 +22,6 @@ PROMPT = "You: Tell me about the sea, the ships and the harbour.\nAqua:"
 STOP_WITHIN_S = 1.0  # the issue's bound: control back within a second of Stop
 
 
-@pytest.fixture
-def slow_engine(monkeypatch):
-    """CTranslate2 with a prompt pass of pass_s and steps of step_s (set on the result)."""
-    original = ctranslate2.Generator.generate_tokens
-    timing = {"pass_s": 0.0, "step_s": 0.0}
-
-    def generate_tokens(self, *args, **kwargs):
-        time.sleep(timing["pass_s"])
-        for step in original(self, *args, **kwargs):
-            time.sleep(timing["step_s"])
-            yield step
-
-    monkeypatch.setattr(ctranslate2.Generator, "generate_tokens", generate_tokens)
-    return timing
-
-
 def read_all(stream, into: list):
     for piece in stream:
         into.append((time.monotonic(), piece))
