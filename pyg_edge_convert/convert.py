@@ -9,33 +9,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-
 from pyg_edge_convert import gpt_neo
 from pyg_edge_convert.checkpoint import open_checkpoint
-from pyg_edge_convert.ct2_model_file import ModelBinWriter
 from pyg_edge_convert.errors import ConversionError
 from pyg_edge_convert.metadata import build_metadata, write_metadata
-from pyg_edge_convert.tensors import float32_to_bfloat16_bits, quantize_int8_rows
+from pyg_edge_convert.model_files import QUANTIZATIONS, ct2_config, write_model_bin
 from pyg_edge_convert.tokenizer_files import load_tokenizer, vocabulary
 
 logger = logging.getLogger("pyg_edge")
 
-# Each quantization, and the type its other (non-matrix) floats are stored in.
-_FLOAT_TYPE_OF = {
-    "int8": "float32",
-    "int8_float16": "float16",
-    "int8_bfloat16": "bfloat16",
-    "float16": "float16",
-    "bfloat16": "bfloat16",
-    "float32": "float32",
-}
-QUANTIZATIONS = tuple(_FLOAT_TYPE_OF)
 # In a staging folder while it is written: the converting process's id, so a later
 # conversion can tell a killed one's leftovers from a running one's.
 OWNER_FILE = ".pyg-edge-convert.pid"
-# CTranslate2's TransformerDecoderModelSpec, whose layout the written model.bin follows.
-_SPEC_NAME, _SPEC_REVISION = "TransformerDecoderSpec", 8
 
 
 @dataclass(frozen=True)
@@ -100,8 +85,9 @@ def convert_checkpoint(
     tokens = vocabulary(tokenizer, config.vocab_size)
 
     def write(folder: str) -> None:
-        _write_model_bin(folder, config, checkpoint.tensors, quantization, progress,
-                         exact_local_attention, prefill_chunk)
+        write_model_bin(os.path.join(folder, "model.bin"), config,
+                        gpt_neo.tensor_getter(checkpoint.tensors), quantization,
+                        exact_local_attention, prefill_chunk, progress)
         _write_ct2_config(folder, config, tokens)
         tokenizer.save(os.path.join(folder, "tokenizer.json"))
         metadata = build_metadata(config, checkpoint.config, checkpoint, quantization,
@@ -218,45 +204,9 @@ def _move_into_place(staging: str, dest: str, force: bool) -> None:
         shutil.rmtree(retired, ignore_errors=True)
 
 
-def _write_model_bin(folder, config, tensors, quantization, progress, exact,
-                     prefill_chunk=0) -> None:
-    steps = gpt_neo.conversion_steps(config, gpt_neo.tensor_getter(tensors), exact)
-    with ModelBinWriter(os.path.join(folder, "model.bin"), _SPEC_NAME, _SPEC_REVISION) as out:
-        for name, value in gpt_neo.decoder_scalars(config, exact, prefill_chunk):
-            out.add(name, value)
-        for done, step in enumerate(steps, start=1):
-            for name, value, is_weight in step():
-                _add_converted(out, name, value, is_weight, quantization)
-            if progress:
-                progress(done, len(steps))
-        if config.tie_word_embeddings:
-            out.alias("decoder/projection/weight", "decoder/embeddings/weight")
-
-
-def _add_converted(out: ModelBinWriter, name: str, value, is_weight: bool, quantization: str):
-    """Writes one float32 variable in the target type, as CTranslate2's own spec would."""
-    if is_weight and quantization.startswith("int8"):
-        quantized, scale = quantize_int8_rows(value)
-        out.add(name, quantized)
-        out.add(f"{name}_scale", scale)
-        return
-    float_type = _FLOAT_TYPE_OF[quantization]
-    if float_type == "bfloat16":
-        out.add(name, float32_to_bfloat16_bits(value), "bfloat16")
-    else:
-        out.add(name, value.astype(np.dtype(float_type), copy=False))
-
-
 def _write_ct2_config(folder: str, config: gpt_neo.GptNeoConfig, tokens: list) -> None:
     """config.json and vocabulary.json, which ctranslate2.Generator reads beside model.bin."""
-    ct2_config = {
-        "bos_token": tokens[config.bos_token_id],
-        "eos_token": tokens[config.eos_token_id],
-        "unk_token": tokens[config.eos_token_id],
-        "layer_norm_epsilon": config.layer_norm_epsilon,
-        "multi_query_attention": False,
-    }
     with open(os.path.join(folder, "config.json"), "w", encoding="utf-8") as f:
-        json.dump(ct2_config, f, indent=2, sort_keys=True)
+        json.dump(ct2_config(config, tokens), f, indent=2, sort_keys=True)
     with open(os.path.join(folder, "vocabulary.json"), "w", encoding="utf-8") as f:
         json.dump(tokens, f, ensure_ascii=False)

@@ -18,13 +18,14 @@ class ModelBinWriter:
     """Streams variables into a model.bin; use as a context manager.
 
     Args:
-      path: The file to write.
+      target: The file to write: a path, or a seekable binary file (left open by close()).
       spec_name: The model spec's name, e.g. "TransformerDecoderSpec".
       revision: The spec's revision.
     """
 
-    def __init__(self, path: str, spec_name: str, revision: int):
-        self._file = open(path, "wb")
+    def __init__(self, target, spec_name: str, revision: int):
+        self._owns_file = not hasattr(target, "write")
+        self._file = open(target, "wb") if self._owns_file else target
         self._count = 0
         self._aliases = []
         self._file.write(struct.pack("<I", BINARY_VERSION))
@@ -57,9 +58,12 @@ class ModelBinWriter:
         for name, target in self._aliases:
             self._write_string(name)
             self._write_string(target)
+        end = self._file.tell()
         self._file.seek(self._count_offset)
         self._file.write(struct.pack("<I", self._count))
-        self._file.close()
+        self._file.seek(end)
+        if self._owns_file:
+            self._file.close()
 
     def __enter__(self):
         return self
@@ -67,7 +71,7 @@ class ModelBinWriter:
     def __exit__(self, exc_type, *_):
         if exc_type is None:
             self.close()
-        else:
+        elif self._owns_file:
             self._file.close()
 
     def _write_string(self, text: str) -> None:
