@@ -23,7 +23,7 @@ import pytest
 from pyg_edge import demo
 from pyg_edge_convert import convert_checkpoint
 from support.cards import TAVERN_V1, b64, png_with_text
-from support.paths import REPO
+from support.paths import REPO, home_env
 from support.server_harness import free_port
 
 ROOT = REPO
@@ -83,7 +83,7 @@ def sandbox(root: Path, converted: Path, command: str) -> dict:
     (root / "card.json").write_text(json.dumps(TAVERN_V1), encoding="utf-8")
     (root / "chat.jsonl").write_text(CHAT_JSONL, encoding="utf-8")
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    return {**os.environ, "HOME": str(root), "PATH": path,
+    return {**os.environ, **home_env(root), "PATH": path,
             "PYG_EDGE_CACHE": str(root / "cache"), "PYTHONPATH": str(ROOT)}
 
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from support.paths import REPO
+from support.paths import REPO, venv_python
 
 PACKAGES = sorted(str(p.parent.relative_to(REPO)).replace("/", ".")
                   for root in ("pyg_edge", "pyg_edge_convert")
@@ -57,7 +57,7 @@ def test_regular_install_installs_every_package_and_its_data(tmp_path):
 def test_editable_install_maps_every_package_to_the_source_tree(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
+    python = venv_python(venv)
     pip_install("--prefix", str(venv), "-e", str(REPO))
     # The venv has no dependencies, and a subpackage's lookup imports its parent (numpy
     # and more): the top-level packages are mapped, so their folders come with them.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from support.paths import REPO
+from support.paths import REPO, home_env, venv_python
 from support.server_harness import free_port
 
 SOURCES = ("pyproject.toml", "README.md", "setup.py", "pyg_edge_convert", "pyg_edge")
@@ -56,7 +56,7 @@ def installed(wheel, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("fresh")
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    python = venv_python(venv)
     result = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
                              "-q", "--no-deps", "--no-index", str(wheel)],
                             capture_output=True, text=True, timeout=300)
@@ -64,7 +64,7 @@ def installed(wheel, tmp_path_factory) -> dict:
     site = Path(_run_python(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
     outer = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
     (site / "zz_test_dependencies.pth").write_text("\n".join(sorted(outer)) + "\n")
-    env = {**os.environ, "PYG_EDGE_CACHE": str(root / "cache"), "HOME": str(root / "home")}
+    env = {**os.environ, "PYG_EDGE_CACHE": str(root / "cache"), **home_env(root / "home")}
     env.pop("PYTHONPATH", None)
     bin_dir = python.parent
     return {"python": python, "site": site, "env": env, "cwd": root, "cache": root / "cache",

@@ -215,6 +215,9 @@ def test_conversion_error_is_the_only_exception_bad_input_raises(tmp_path):
         convert_checkpoint(str(tmp_path / "missing"), str(tmp_path / "out"))
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM on Windows is TerminateProcess, "
+                    "which runs no handler: the next conversion removes what is left "
+                    "(remove_stale_staging, tested below)")
 def test_sigterm_mid_conversion_leaves_nothing_behind(tmp_path):
     """A killed conversion (SIGTERM, as from a service manager) still removes its staging folder."""
     script = textwrap.dedent(f"""

@@ -13,13 +13,15 @@ import pyg_edge_convert
 from pyg_edge import demo
 from pyg_edge.cli import main
 from pyg_edge.errors import ModelLoadError
+from support.paths import home_env
 
 
 @pytest.fixture
 def no_cache_env(monkeypatch, tmp_path):
     for name in ("PYG_EDGE_CACHE", "XDG_CACHE_HOME", "LOCALAPPDATA"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name, value in home_env(tmp_path / "home").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "platform", "linux")
 
 

@@ -1,5 +1,6 @@
 """Where the test data is, and transformers' reference outputs for the fixture checkpoints."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,17 @@ FIXTURES = TESTS / "fixtures"
 CHECKPOINTS = FIXTURES / "checkpoints"
 CHECKPOINT_NAMES = sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir())
 GPT2_TOKENIZER = REPO / "models" / "gpt2-tokenizer"
+
+
+def venv_python(venv: Path) -> Path:
+    """The interpreter of a venv, where each OS puts it."""
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def home_env(home: Path) -> dict:
+    """Variables that make home the user's home folder: HOME, and USERPROFILE, which
+    Python reads instead on Windows."""
+    return {"HOME": str(home), "USERPROFILE": str(home)}
 
 
 def reference(name: str) -> dict:
