@@ -21,7 +21,7 @@ from bench_common import WORDS, WORK, describe_machine, ensure_model
 from pyg_edge.chat.characters import Character
 from pyg_edge.chat.prompt import Message
 from pyg_edge.chat.session import ChatSession
-from pyg_edge.cpu.gemm_backend import current_choice
+from pyg_edge.cpu.backend_choice import current_choice
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench_common import describe_machine
-from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu import backend_choice
 from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
 
@@ -74,8 +74,8 @@ def demo_row(ctranslate2, work: Path) -> str:
 
 
 def child(gemm: str, work: Path) -> None:
-    ctranslate2 = gemm_backend.load_ctranslate2(gemm)
-    choice = gemm_backend.current_choice()
+    ctranslate2 = backend_choice.load_ctranslate2(gemm)
+    choice = backend_choice.current_choice()
     order = ["float32"] + [q for q in QUANTIZATIONS if q != "float32"]
     print(f"### GEMM backend {choice.backend} (asked: {gemm}; {choice.reason})\n")
     print("| checkpoint | prompt / window | " + " | ".join(order) + " |")

@@ -50,6 +50,8 @@ BENCHMARKS = [
      "decode_profile.py 500"),
     ("embedding", "An app's process against the command, and Stop latency",
      "bench_embedding.py --runs 2"),
+    ("compute_types", "What each exact fallback costs: int8, int16 and float32 compute on the "
+     "2.7B shape", "bench_compute_types.py --runs 2"),
     ("server_faults", "The server under load and faults (concurrent streams, disconnects, a "
      "client that never reads, malformed bodies)", "bench_server_faults.py --rounds 2"),
 ]

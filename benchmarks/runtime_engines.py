@@ -32,7 +32,7 @@ ENGINES = {
 
 class PygEdgeEngine:
     def __init__(self, folder: Path):
-        from pyg_edge.cpu.gemm_backend import current_choice
+        from pyg_edge.cpu.backend_choice import current_choice
         from pyg_edge.generation.model import PygModel
         from pyg_edge.generation.sampling import SamplingOptions
 

@@ -80,6 +80,9 @@ def model_options(command):
         click.option("--compute-type", default="auto", show_default=True,
                      help="CTranslate2 compute type (auto: fastest exact one for the device)."),
         click.option("--threads", type=int, default=0, help="CPU threads (0: automatic)."),
+        click.option("--allow-inexact", is_flag=True,
+                     help="Run int8 even on a CPU whose int8 path fails pyg-edge's check "
+                          "(faster; logits can be off: `pyg-edge info` says)."),
         gemm_option,
     ]):
         command = option(command)
@@ -112,7 +115,8 @@ def sampling_options(command):
                    "(each costs memory and some speed).")
 @model_options
 @sampling_options
-def chat(model_path, card, history, replies, device, compute_type, threads, **sampling):
+def chat(model_path, card, history, replies, device, compute_type, threads, allow_inexact,
+         **sampling):
     """Chat with a character in the terminal; also reads messages piped on stdin.
 
     Without MODEL, chats with the bundled demo model (converted on first use).
@@ -122,7 +126,8 @@ def chat(model_path, card, history, replies, device, compute_type, threads, **sa
         character = load_character(card or demo.DEMO_CHARACTER)
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
-        with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
+        with PygModel(model_path, device, compute_type, threads, seed=options.seed,
+                      allow_inexact=allow_inexact) as model:
             # The seed applies once, at load: /regen must give a new reply, not the same one.
             session = ChatSession(model, character, options.with_overrides(seed=None), messages,
                                   replies, on_long_prompt=_announce_reading)
@@ -154,14 +159,16 @@ def prompt(model_path, card, message, history, max_context, max_new_tokens):
 @click.option("--prompt-file", type=click.File(encoding="utf-8"), help="File holding the prompt.")
 @model_options
 @sampling_options
-def generate(model_path, prompt_text, prompt_file, device, compute_type, threads, **sampling):
+def generate(model_path, prompt_text, prompt_file, device, compute_type, threads, allow_inexact,
+             **sampling):
     """Print the model's continuation of a prompt."""
     if (prompt_text is None) == (prompt_file is None):
         raise click.UsageError("give exactly one of --prompt and --prompt-file")
     text = prompt_text if prompt_text is not None else prompt_file.read()
     with _user_errors():
         options = _sampling(sampling)
-        with PygModel(model_path, device, compute_type, threads, seed=options.seed) as model:
+        with PygModel(model_path, device, compute_type, threads, seed=options.seed,
+                      allow_inexact=allow_inexact) as model:
             for piece in model.stream(text, options):
                 click.echo(piece, nl=False)
     click.echo()
@@ -200,7 +207,8 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
                    "off (every turn re-reads the whole prompt).")
 @model_options
 def serve(model_path, host, port, api_key, max_length, replies, cors_origins, allowed_hosts,
-          prefix_cache, user_line_stop, smart_context, device, compute_type, threads):
+          prefix_cache, user_line_stop, smart_context, device, compute_type, threads,
+          allow_inexact):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
@@ -221,7 +229,7 @@ def serve(model_path, host, port, api_key, max_length, replies, cors_origins, al
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, settings, device=device, compute_type=compute_type,
-                   cpu_threads=threads)
+                   cpu_threads=threads, allow_inexact=allow_inexact)
 
 
 def _demo_model():

@@ -1,8 +1,4 @@
-"""Which int8 GEMM CTranslate2 runs on this CPU: chosen, proven exact, and set before it loads.
-
-CTranslate2's CPU backend is fixed when its library loads (static initialisers read
-CT2_USE_MKL), so the choice is made once per process, before the first `import ctranslate2`
-anywhere in pyg-edge: every module gets CTranslate2 through load_ctranslate2().
+"""The int8 GEMM backends CTranslate2 can run on this CPU: what each needs, how to set one up.
 
 On non-Intel x86-64 CPUs CTranslate2 uses oneDNN, whose int8 path for one row (each decoded
 token) runs far below the memory-bandwidth limit. The wheel's statically linked oneMKL is
@@ -20,35 +16,30 @@ does:
   oneMKL's int8 kernels add u8 x s8 pairs in 16 bits and saturate, so the extension
   computes few-row products itself (exact, 16-bit widening) and many-row ones with
   oneMKL's int16 GEMM.
-A backend is used only after gemm_selftest has compared its products with exact integer
-results in a separate process (a wrong kernel, or one the CPU cannot run, can then only
-fail that process); the verdict is cached per CPU, library and extension.
-PYG_EDGE_GEMM (or PygModel(gemm=...), `--gemm`) overrides the choice: auto, onednn,
-mkl-vnni, exact-vnni, exact-avx2.
+Which backend runs, proven how, and what runs instead when none is exact is
+pyg_edge.cpu.backend_choice's; this module knows the backends: what each needs, and how to
+set one up. PYG_EDGE_GEMM (or PygModel(gemm=...), `--gemm`) overrides the choice: auto,
+onednn, mkl-vnni, exact-vnni, exact-avx2 (the last three on x86-64 Linux; onednn on x86-64,
+since CTranslate2 has no oneDNN on ARM).
 """
 
 import ctypes
 import glob
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import platform
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyg_edge.cpu.verdicts import ctranslate2_version
 from pyg_edge.errors import PygEdgeError
-from pyg_edge.user_cache import cache_dir
 
 logger = logging.getLogger("pyg_edge")
 
 ENV = "PYG_EDGE_GEMM"
 CHOICES = ("auto", "onednn", "mkl-vnni", "exact-vnni", "exact-avx2")
-SELFTEST_TIMEOUT_S = 300
 VNNI_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_vnni")
 AVX2_FLAGS = ("avx2", "fma")
 
@@ -89,96 +80,6 @@ class CpuInfo:
         return all(name in self.flags for name in names)
 
 
-@dataclass(frozen=True)
-class GemmChoice:
-    """The backend this process runs, and why.
-
-    Attributes:
-      backend: "onednn", "mkl" (CTranslate2's own choice on Intel), "mkl-vnni",
-        "exact-vnni", "exact-avx2", or "ctranslate2 default" when pyg-edge left it alone.
-      reason: One line on why.
-      selftest: The self-test's verdict when one ran or was read from the cache.
-    """
-
-    backend: str
-    reason: str
-    selftest: dict | None = None
-
-
-_choice: GemmChoice | None = None
-
-
-def load_ctranslate2(requested: str | None = None):
-    """Chooses the GEMM backend once per process, then imports and returns ctranslate2.
-
-    Args:
-      requested: One of CHOICES; None reads PYG_EDGE_GEMM (default "auto"). Only the
-        first call in a process decides.
-
-    Raises:
-      PygEdgeError: requested is not one of CHOICES.
-    """
-    global _choice
-    requested = requested or os.environ.get(ENV) or "auto"
-    if _choice is None:
-        _choice = _choose(requested, read_cpu())
-        unmet = requested != "auto" and requested != _choice.backend
-        (logger.warning if unmet else logger.info)(
-            "GEMM backend: %s (%s)", _choice.backend, _choice.reason)
-    elif requested not in ("auto", _choice.backend):
-        logger.warning("GEMM backend %s asked for, but this process already runs %s",
-                       requested, _choice.backend)
-    import ctranslate2
-
-    return ctranslate2
-
-
-def current_choice() -> GemmChoice | None:
-    """The choice load_ctranslate2 made, or None before the first model loads."""
-    return _choice
-
-
-def packs_weights() -> bool:
-    """Whether CPU models load with a packed copy of their weights (oneMKL's layout).
-
-    Such a load holds the weights twice for a while, so what it frees is worth returning
-    to the system. An unpacked load frees nothing much: reloading it then reuses the heap
-    the last model and its passes used, where fresh pages cost a fault each (measured on
-    the 2.7B shape, Intel Xeon, exact-vnni: a reload 0.9 s against 1.9 s, the
-    1,000-token pass after it 5.5 s against 9.8 s).
-    """
-    if _choice is None or os.environ.get("CT2_PACKED_GEMM", "").lower() in ("0", "false"):
-        return _choice is None
-    setting = SHIM_SETTINGS.get(_choice.backend)
-    return _choice.backend != "onednn" and not (setting and setting.exact)
-
-
-def _choose(requested: str, cpu: CpuInfo) -> GemmChoice:
-    if requested not in CHOICES and not requested.startswith("mkl-raw:"):
-        raise PygEdgeError(f"unknown GEMM backend {requested!r}; expected one of: "
-                           + ", ".join(CHOICES))
-    if "ctranslate2" in sys.modules:
-        return GemmChoice("ctranslate2 default", "ctranslate2 was imported before pyg-edge "
-                          "could choose its GEMM backend; to let it choose, load a PygModel "
-                          "(or call pyg_edge.cpu.gemm_backend.load_ctranslate2()) first")
-    backend, reason = plan(requested, cpu, shim_path() is not None)
-    if backend == "onednn":
-        os.environ["CT2_USE_MKL"] = "0"
-    else:
-        keep_mkl_memory_in_the_heap()
-    if backend not in SHIM_SETTINGS and not backend.startswith("mkl-raw:"):
-        return GemmChoice(backend, reason)
-    verdict = selftest_verdict(backend, cpu)
-    if not verdict.get("ok"):
-        logger.warning("GEMM backend %s failed its self-test (%s): using oneDNN",
-                       backend, verdict.get("detail"))
-        os.environ["CT2_USE_MKL"] = "0"
-        return GemmChoice("onednn", f"{backend} failed its self-test: {verdict.get('detail')}",
-                          verdict)
-    enable(backend)
-    return GemmChoice(backend, reason, verdict)
-
-
 def keep_mkl_memory_in_the_heap() -> None:
     """Sends oneMKL's allocations to the C heap, unless the user chose otherwise.
 
@@ -187,8 +88,74 @@ def keep_mkl_memory_in_the_heap() -> None:
     the kernel zeroing fresh pages, and pyg_edge.cpu.tuning's heap settings never reached
     those blocks. MKL_DISABLE_FAST_MM=1 (read when oneMKL loads) makes them ordinary
     heap blocks: peak RSS of a 1,200-token cached prefix on the 2.7B shape 7.68 -> 6.38 GB.
+    Measured with glibc's heap settings (pyg_edge.cpu.tuning), so set on x86-64 Linux only:
+    on other systems oneMKL keeps its own manager.
     """
-    os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
+    if on_x86_linux():
+        os.environ.setdefault("MKL_DISABLE_FAST_MM", "1")
+
+
+def check_request(requested: str, machine: str | None = None) -> None:
+    """Refuses a backend that does not exist, or that this machine's CTranslate2 lacks.
+
+    Raises:
+      PygEdgeError: naming the choices.
+    """
+    if requested not in CHOICES and not requested.startswith("mkl-raw:"):
+        raise PygEdgeError(f"unknown GEMM backend {requested!r}; expected one of: "
+                           + ", ".join(CHOICES))
+    machine = machine or platform.machine()
+    if requested != "auto" and not is_x86(machine):
+        raise PygEdgeError(f"GEMM backend {requested} is for x86-64 CPUs; CTranslate2 on "
+                           f"{machine} has neither oneDNN nor oneMKL (it runs int8 through "
+                           "Ruy): use auto")
+
+
+def is_x86(machine: str | None = None) -> bool:
+    return (machine or platform.machine()).lower() in ("x86_64", "amd64")
+
+
+def on_x86_linux() -> bool:
+    return platform.system() == "Linux" and is_x86()
+
+
+def default_backend(cpu: CpuInfo) -> str:
+    """What CTranslate2 runs on this CPU when left alone."""
+    if not is_x86():
+        return "ctranslate2 default"
+    return "mkl" if cpu.vendor == "GenuineIntel" else "onednn"
+
+
+def apply_backend(backend: str) -> None:
+    """Sets this process up to run backend: CTranslate2's variables, and the extension for
+    pyg-edge's own backends. Before ctranslate2 is imported; "ctranslate2 default" leaves
+    everything as the user set it."""
+    if backend == "onednn":
+        os.environ["CT2_USE_MKL"] = "0"
+        return
+    if backend == "ctranslate2 default":
+        return
+    keep_mkl_memory_in_the_heap()
+    if backend == "mkl":
+        os.environ["CT2_USE_MKL"] = "1"
+    else:
+        enable(backend)
+
+
+def uses_extension(backend: str) -> bool:
+    return backend in SHIM_SETTINGS or backend.startswith("mkl-raw:")
+
+
+def build_id() -> str:
+    """Names the ctranslate2 build and the extension's, for cached verdicts."""
+    try:
+        library = ctranslate2_libraries()[0]
+        library_id = f"{ctranslate2_version()}:{library.name}:{library.stat().st_size}"
+    except PygEdgeError:
+        library_id = ctranslate2_version()
+    shim = shim_path()
+    shim_id = hashlib.sha256(shim.read_bytes()).hexdigest()[:16] if shim else "none"
+    return f"{library_id}|{shim_id}"
 
 
 def plan(requested: str, cpu: CpuInfo, shim_built: bool) -> tuple:
@@ -198,8 +165,8 @@ def plan(requested: str, cpu: CpuInfo, shim_built: bool) -> tuple:
         return "onednn", "asked for"
     if requested == "auto" and "CT2_USE_MKL" in os.environ:
         return "ctranslate2 default", "CT2_USE_MKL is set in the environment"
-    if platform.system() != "Linux" or platform.machine().lower() not in ("x86_64", "amd64"):
-        return "ctranslate2 default", "pyg-edge's MKL override is for x86-64 Linux"
+    if not on_x86_linux():
+        return "ctranslate2 default", "pyg-edge's extension is for x86-64 Linux"
     if not shim_built:
         return default, "pyg-edge's C extension is not built (no C compiler at install)"
     if requested.startswith("mkl-raw:"):  # tests only: oneMKL told a CPU type, unchecked
@@ -250,39 +217,6 @@ def shim_setting(backend: str) -> ShimSetting:
     return SHIM_SETTINGS[backend]
 
 
-def selftest_verdict(backend: str, cpu: CpuInfo) -> dict:
-    """The self-test's verdict for backend on this CPU, from the cache or a fresh run."""
-    key = _cache_key(backend, cpu)
-    cache_file = cache_dir() / "gemm-selftest.json"
-    cached = _read_json(cache_file)
-    if key in cached:
-        return {**cached[key], "cached": True}
-    verdict = run_selftest(backend)
-    if verdict.get("ok") is not None:
-        cached[key] = verdict
-        _write_json_atomic(cache_file, cached)
-    return verdict
-
-
-def run_selftest(backend: str) -> dict:
-    """Runs pyg_edge.cpu.gemm_selftest in a child process; a crash there is a failed verdict."""
-    started = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CT2_")}
-    try:
-        done = subprocess.run([sys.executable, "-m", "pyg_edge.cpu.gemm_selftest", backend],
-                              capture_output=True, text=True, env=env,
-                              timeout=SELFTEST_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "detail": f"no answer in {SELFTEST_TIMEOUT_S} s"}
-    seconds = round(time.monotonic() - started, 2)
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"ok": False, "seconds": seconds,
-                "detail": f"the self-test process ended with code {done.returncode}: {tail}"}
-    return {**json.loads(lines[-1]), "seconds": seconds}
-
-
 def read_cpu() -> CpuInfo:
     """Vendor, model name and ISA flags of this CPU (flags from /proc/cpuinfo on Linux)."""
     vendor, model, flags = "", platform.processor(), set()
@@ -323,33 +257,3 @@ def ctranslate2_libraries() -> tuple:
         raise PygEdgeError(f"no libctranslate2 in {libs}")
     gomp = sorted(glob.glob(str(libs / "libgomp*.so*")))
     return Path(found[0]), (Path(gomp[0]) if gomp else None)
-
-
-def _cache_key(backend: str, cpu: CpuInfo) -> str:
-    """Changes with the CPU, the ctranslate2 library and the extension's build."""
-    try:
-        library = ctranslate2_libraries()[0]
-        library_id = f"{library.name}:{library.stat().st_size}"
-    except PygEdgeError:
-        library_id = "none"
-    shim = shim_path()
-    shim_id = hashlib.sha256(shim.read_bytes()).hexdigest()[:16] if shim else "none"
-    flags = hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:16]
-    return "|".join([backend, cpu.vendor, cpu.model, flags, library_id, shim_id])
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        partial.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as error:  # a read-only home only costs a self-test per process
-        logger.info("cannot cache the GEMM self-test in %s: %s", path, error)

@@ -3,7 +3,7 @@
 import os
 
 from pyg_edge import __version__
-from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu import backend_choice, gemm_backend
 from pyg_edge.cpu.copy_tuning import threshold_in_effect
 from pyg_edge.cpu.setup import prepare
 
@@ -19,8 +19,8 @@ def system_info(gemm: str | None = None) -> list:
       gemm: As PygModel's gemm argument.
     """
     prepared = prepare(gemm)
-    ctranslate2 = gemm_backend.load_ctranslate2(gemm)
-    choice = gemm_backend.current_choice()
+    ctranslate2 = backend_choice.load_ctranslate2(gemm)
+    choice = backend_choice.current_choice()
     cpu = gemm_backend.read_cpu()
     shim = gemm_backend.shim_path()
     rows = [
@@ -32,6 +32,7 @@ def system_info(gemm: str | None = None) -> list:
         ("gemm backend", choice.backend),
         ("why", choice.reason),
         ("self-test", _selftest_line(choice.selftest)),
+        ("int8 path check", _path_check_line(choice)),
         ("c extension", str(shim) if shim else "not built (no C compiler at install)"),
         ("cpu threads", os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} (all cores)"),
         ("cache copies", prepared.copies),
@@ -48,3 +49,13 @@ def _selftest_line(verdict: dict | None) -> str:
     state = "passed" if verdict.get("ok") else "FAILED"
     when = "cached verdict" if verdict.get("cached") else f"{verdict.get('seconds', '?')} s"
     return f"{state}, {verdict.get('cases', '?')} shapes ({when}): {verdict.get('detail', '')}"
+
+
+def _path_check_line(choice) -> str:
+    check = choice.path_check or {}
+    when = "cached verdict" if check.get("cached") else f"{check.get('seconds', 'in process')} s"
+    if choice.int8_exact:
+        return f"passed ({when}): int8 is exact on this path"
+    instead = " or ".join(choice.exact_types) or "nothing exact"
+    return (f"FAILED: {'; '.join(choice.failures)}; int8 models run in {instead} "
+            "(--allow-inexact runs int8 anyway)")

@@ -3,10 +3,11 @@
 
 An app that embeds pyg-edge calls prepare() at its start, before anything imports
 ctranslate2 (faster-whisper, say). What it changes, each for the whole process:
-- the int8 GEMM backend CTranslate2 runs (pyg_edge.cpu.gemm_backend): environment
+- the int8 GEMM backend CTranslate2 runs (pyg_edge.cpu.backend_choice): environment
   variables CT2_USE_MKL / CT2_PACKED_GEMM / MKL_DISABLE_FAST_MM, and on x86-64 Linux the
   C extension loaded with RTLD_GLOBAL ahead of CTranslate2, overriding oneMKL's CPU
   detection and its int8 GEMM. This is what makes int8 exact on AVX2 CPUs without VNNI;
+  where no int8 path passes the check, int8 models run in float32 or int16 instead;
 - on glibc, malloc settings (pyg_edge.cpu.tuning: one arena, no mmap of large blocks, no
   trimming): a long prompt pass 26.6 -> 12.9 s on the 2.7B shape;
 - CTranslate2's own memcpy/memmove entries pointed at a copy that streams large copies
@@ -20,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from pyg_edge.cpu import copy_tuning, gemm_backend, tuning
+from pyg_edge.cpu import backend_choice, copy_tuning, tuning
 
 logger = logging.getLogger("pyg_edge")
 
@@ -39,7 +40,7 @@ class Prepared:
       too_late: ctranslate2 was imported before pyg-edge could choose its backend.
     """
 
-    gemm: gemm_backend.GemmChoice
+    gemm: backend_choice.GemmChoice
     keep_heap: bool
     copies: str
     too_late: bool
@@ -59,18 +60,18 @@ def prepare(gemm: str | None = None, keep_heap: bool = True):
     """
     global _prepared
     if _prepared is None:
-        too_late = "ctranslate2" in sys.modules and gemm_backend.current_choice() is None
+        too_late = "ctranslate2" in sys.modules and backend_choice.current_choice() is None
         if too_late:
             logger.warning(
                 "ctranslate2 was imported before pyg_edge.cpu.prepare(): pyg-edge cannot "
-                "choose its int8 GEMM backend, so int8 may be inexact on AVX2 CPUs without "
-                "VNNI; call pyg_edge.cpu.prepare() before importing anything that imports "
-                "ctranslate2")
-        gemm_backend.load_ctranslate2(gemm)
+                "choose its int8 GEMM backend, only check the one the host set up (on AVX2 "
+                "CPUs without VNNI int8 then runs as float32 or int16); call "
+                "pyg_edge.cpu.prepare() before importing anything that imports ctranslate2")
+        backend_choice.load_ctranslate2(gemm)
         applied = tuning.apply_cpu_tuning(
             tuning.choose_cpu_tuning() if keep_heap else tuning.CpuTuning())
         copies = copy_tuning.install_copy(os.environ)
-        _prepared = Prepared(gemm_backend.current_choice(), applied.keep_heap, copies,
+        _prepared = Prepared(backend_choice.current_choice(), applied.keep_heap, copies,
                              too_late)
     elif gemm not in (None, "auto", _prepared.gemm.backend):
         logger.warning("GEMM backend %s asked for, but this process already runs %s",
@@ -87,4 +88,4 @@ def ctranslate2_module(gemm: str | None = None, keep_heap: bool = True):
     """ctranslate2, imported after prepare() (with these defaults when the host did not
     call it)."""
     prepare(gemm, keep_heap)
-    return gemm_backend.load_ctranslate2(gemm)
+    return backend_choice.load_ctranslate2(gemm)

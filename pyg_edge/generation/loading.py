@@ -11,10 +11,11 @@ import logging
 import re
 from collections.abc import Callable
 
-from pyg_edge.cpu.gemm_backend import packs_weights
+from pyg_edge.cpu.backend_choice import packs_weights
 from pyg_edge.cpu.tuning import release_freed_memory
 from pyg_edge.errors import ModelLoadError
-from pyg_edge.generation.model_folder import auto_compute_type, pick_device
+from pyg_edge.generation.compute_types import resolve_compute_type
+from pyg_edge.generation.model_folder import pick_device
 
 logger = logging.getLogger("pyg_edge")
 
@@ -64,9 +65,11 @@ class LoadedGenerator:
     Args:
       ctranslate2: The ctranslate2 module (after pyg_edge.cpu.setup.prepare).
       path: The converted model folder.
-      device, compute_type: Where and in what type it runs ("auto" chooses the type).
+      device, compute_type: Where and in what type it runs ("auto" chooses the type,
+        pyg_edge.generation.compute_types).
       quantization: The folder's weight type, for compute_type "auto".
       cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
+      allow_inexact: Run int8 on a CPU path that failed pyg-edge's check.
 
     Attributes:
       generator: The ctranslate2.Generator, None once closed.
@@ -74,12 +77,12 @@ class LoadedGenerator:
     """
 
     def __init__(self, ctranslate2, path: str, device: str, compute_type: str,
-                 quantization: str, cpu_threads: int = 0):
+                 quantization: str, cpu_threads: int = 0, allow_inexact: bool = False):
         self._ct2 = ctranslate2
         self.path = path
         self.device = device
-        self.compute_type = (auto_compute_type(quantization, device)
-                             if compute_type == "auto" else compute_type)
+        self.compute_type = resolve_compute_type(compute_type, quantization, device, path,
+                                                 allow_inexact)
         self._cpu_threads = cpu_threads
         self.generator = None
         self.fresh_seed = None
@@ -123,7 +126,8 @@ class LoadedGenerator:
 
 
 def open_generator(ctranslate2, path: str, metadata: dict, device: str, compute_type: str,
-                   cpu_threads: int, seed, end_token: str) -> LoadedGenerator:
+                   cpu_threads: int, seed, end_token: str,
+                   allow_inexact: bool = False) -> LoadedGenerator:
     """A LoadedGenerator on device ("auto": CUDA when one is visible and computes).
 
     Raises:
@@ -132,7 +136,7 @@ def open_generator(ctranslate2, path: str, metadata: dict, device: str, compute_
     """
     chosen = pick_device(ctranslate2, device)
     loaded = LoadedGenerator(ctranslate2, path, chosen, compute_type,
-                             metadata["quantization"], cpu_threads)
+                             metadata["quantization"], cpu_threads, allow_inexact)
     loaded.load(seed)
     if chosen != "cuda":
         return loaded
@@ -144,6 +148,6 @@ def open_generator(ctranslate2, path: str, metadata: dict, device: str, compute_
         raise cuda_error(path, failure)
     logger.warning("CUDA cannot compute (%s): running %s on the CPU", failure, path)
     loaded = LoadedGenerator(ctranslate2, path, "cpu", compute_type, metadata["quantization"],
-                             cpu_threads)
+                             cpu_threads, allow_inexact)
     loaded.load(seed)
     return loaded

@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 
+from pyg_edge.cpu.backend_choice import current_choice
 from pyg_edge.cpu.setup import ctranslate2_module
 from pyg_edge.errors import ModelLoadError, PygEdgeError
 from pyg_edge.generation import loading
@@ -44,12 +45,15 @@ class PygModel:
     Args:
       path: The converted model folder.
       device: "auto" (CUDA when a GPU computes, else the CPU), "cpu" or "cuda".
-      compute_type: "auto" for the fastest exact type on the device, or any type
-        CTranslate2 accepts ("int8", "float32", "int8_float16", ...).
+      compute_type: "auto" for the fastest exact type on the device (on a CPU whose int8
+        path fails pyg-edge's check: float32 or int16), or any type CTranslate2 accepts
+        ("int8", "float32", "int8_float16", ...).
       cpu_threads: Threads for CPU inference; 0 lets CTranslate2 choose.
       seed: Seeds sampling at load: the same seed and the same calls give the same text.
       cpu_tuning, gemm: pyg_edge.cpu.setup.prepare's keep_heap and gemm, used when the host
         has not called it: process-wide, the first load (or prepare) in a process decides.
+      allow_inexact: Run int8 even where this CPU's int8 path failed pyg-edge's check
+        (faster, with logits that can be off: the warning says how far).
       progress: Called as progress(phase, fraction) through the load, with the phases of
         pyg_edge.generation.loading (CHECKING_CPU, READING_WEIGHTS, READY); fraction is
         None where unknown.
@@ -64,7 +68,7 @@ class PygModel:
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
                  cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True,
-                 gemm: str | None = None, progress=None):
+                 gemm: str | None = None, allow_inexact: bool = False, progress=None):
         report = loading.progress_reporter(progress)
         self.path = os.fspath(path)
         self.metadata = read_metadata(self.path)
@@ -85,13 +89,23 @@ class PygModel:
         report(loading.READING_WEIGHTS, 0.0)
         end_token = self.tokenizer.tokens([self.metadata["eos_token_id"]])[0]
         self._engine = loading.open_generator(ctranslate2, self.path, self.metadata, device,
-                                              compute_type, cpu_threads, seed, end_token)
+                                              compute_type, cpu_threads, seed, end_token,
+                                              allow_inexact)
         report(loading.READING_WEIGHTS, 1.0)
         self.prefix_cache = PrefixCache(self._engine.reload)
         self.device, self.compute_type = self._engine.device, self._engine.compute_type
         _open_models.add(self)
         logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
         report(loading.READY, 1.0)
+
+    @property
+    def int8_path(self) -> dict:
+        """Whether this process's CPU int8 path is exact (pyg_edge.cpu.backend_choice), and
+        what this model runs in: backend, int8_exact, exact_types, detail, device,
+        compute_type."""
+        choice = current_choice()
+        verdict = choice.verdict() if choice else {"detail": "not checked"}
+        return {**verdict, "device": self.device, "compute_type": self.compute_type}
 
     @property
     def context_length(self) -> int:

@@ -35,13 +35,3 @@ def pick_device(ctranslate2, device: str) -> str:
     if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
         raise ModelLoadError("device cuda asked for, but CTranslate2 sees no CUDA GPU")
     return device
-
-
-def auto_compute_type(quantization: str, device: str) -> str:
-    """The fastest exact compute type for weights of this quantization on this device."""
-    if device == "cpu":
-        # CTranslate2's CPU backend computes in int8 or float32 only.
-        return "int8" if quantization.startswith("int8") else "float32"
-    if quantization.startswith("int8"):
-        return "int8_bfloat16" if quantization == "int8_bfloat16" else "int8_float16"
-    return {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}[quantization]

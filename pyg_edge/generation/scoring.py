@@ -12,7 +12,7 @@ The price is twice the file's size in memory while the model loads (for benchmar
 import os
 import struct
 
-from pyg_edge.cpu.gemm_backend import load_ctranslate2
+from pyg_edge.cpu.backend_choice import load_ctranslate2
 from pyg_edge.generation.model_folder import read_metadata
 
 CHUNK_VARIABLE = "decoder/sliding_window"

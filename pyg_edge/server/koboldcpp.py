@@ -112,6 +112,7 @@ async def perf(request):
         "idle": 0 if record.running else 1, "uptime": round(now - queue.started_at, 1),
         "idletime": round(now - (record.ended_at or queue.started_at), 1), "quiet": False,
         "smart_context": _smart_context(request.app[COMPLETIONS].planner.smart),
+        "int8_path": request.app[MODEL].int8_path,
         "ignored_settings": ignored_settings()})
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.session import ChatSession
-from pyg_edge.cpu.gemm_backend import load_ctranslate2
+from pyg_edge.cpu.backend_choice import load_ctranslate2
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.prefill import exact_cut
 from pyg_edge.generation.scoring import scoring_generator

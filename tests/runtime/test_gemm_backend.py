@@ -13,7 +13,8 @@ import sys
 
 import pytest
 
-from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu import backend_choice, gemm_backend, verdicts
+from pyg_edge.cpu.backend_choice import SELFTEST
 from pyg_edge.cpu.gemm_backend import AVX2_FLAGS, VNNI_FLAGS, CpuInfo, plan
 from pyg_edge.errors import PygEdgeError
 from support.paths import CHECKPOINT_NAMES, TESTS
@@ -69,12 +70,33 @@ def test_plan_leaves_ctranslate2_alone_without_the_extension_or_when_told(monkey
 
 def test_an_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(PygEdgeError, match="expected one of: auto, onednn"):
-        gemm_backend._choose("fastest", CPU)
+        gemm_backend.check_request("fastest")
+
+
+@pytest.mark.parametrize("backend", ["onednn", "exact-vnni", "mkl-vnni", "exact-avx2"])
+def test_x86_backends_are_refused_on_arm(backend):
+    """CTranslate2 on ARM runs int8 through Ruy: it has no oneDNN or oneMKL to choose."""
+    with pytest.raises(PygEdgeError, match="Ruy"):
+        gemm_backend.check_request(backend, machine="aarch64")
+    gemm_backend.check_request("auto", machine="aarch64")
+    gemm_backend.check_request(backend, machine="x86_64")
+
+
+@pytest.mark.parametrize("system, machine, expected", [
+    ("Linux", "x86_64", "1"), ("Windows", "AMD64", None), ("Darwin", "arm64", None),
+    ("Linux", "aarch64", None)])
+def test_onemkl_variables_are_set_only_where_onemkl_runs_and_was_measured(
+        monkeypatch, system, machine, expected):
+    monkeypatch.delenv("MKL_DISABLE_FAST_MM", raising=False)
+    monkeypatch.setattr(gemm_backend.platform, "system", lambda: system)
+    monkeypatch.setattr(gemm_backend.platform, "machine", lambda: machine)
+    gemm_backend.keep_mkl_memory_in_the_heap()
+    assert os.environ.get("MKL_DISABLE_FAST_MM") == expected
 
 
 @needs_avx2_shim
 def test_the_selftest_passes_the_exact_avx2_backend():
-    verdict = gemm_backend.run_selftest("exact-avx2")
+    verdict = verdicts.run_check(SELFTEST, ("exact-avx2",))
     assert verdict["ok"], verdict
     assert verdict["cases"] >= 9
 
@@ -82,7 +104,7 @@ def test_the_selftest_passes_the_exact_avx2_backend():
 @needs_avx2_shim
 def test_the_selftest_rejects_mkls_saturating_avx2_kernels():
     """oneMKL's AVX2 int8 kernels (CPU type 5) saturate on full-range inputs."""
-    verdict = gemm_backend.run_selftest("mkl-raw:5")
+    verdict = verdicts.run_check(SELFTEST, ("mkl-raw:5",))
     assert verdict["ok"] is False
     assert "outputs wrong" in verdict["detail"]
 
@@ -90,7 +112,7 @@ def test_the_selftest_rejects_mkls_saturating_avx2_kernels():
 @needs_avx2_shim
 def test_the_exact_vnni_selftest_passes_only_where_the_cpu_has_vnni():
     """vpdpbusd on a CPU without AVX-512 VNNI dies of SIGILL: in the self-test's process."""
-    verdict = gemm_backend.run_selftest("exact-vnni")
+    verdict = verdicts.run_check(SELFTEST, ("exact-vnni",))
     if CPU.has(VNNI_FLAGS):
         assert verdict["ok"], verdict
         assert verdict["cases"] >= 9
@@ -102,7 +124,7 @@ def test_the_exact_vnni_selftest_passes_only_where_the_cpu_has_vnni():
 @needs_avx2_shim
 @pytest.mark.skipif(CPU.has(("avx512f",)), reason="this CPU runs AVX-512 kernels")
 def test_a_kernel_the_cpu_cannot_run_fails_only_the_selftest_process():
-    verdict = gemm_backend.run_selftest("mkl-raw:7")  # AVX-512 kernels on an AVX2 CPU
+    verdict = verdicts.run_check(SELFTEST, ("mkl-raw:7",))  # AVX-512 kernels on an AVX2 CPU
     assert verdict["ok"] is False
     assert "ended with code" in verdict["detail"]
 
@@ -117,21 +139,24 @@ def run_child(code: str, env: dict | None = None) -> dict:
 CHOICE_CHILD = """
 import json
 from pyg_edge import demo
-from pyg_edge.cpu import gemm_backend
+from pyg_edge.cpu import backend_choice
 from pyg_edge.generation.model import PygModel
 model = PygModel(demo.demo_model(), device="cpu", gemm={gemm!r})
 reply = model.generate("You: Hello!\\nRobin:", temperature=0, max_new_tokens=8)
-choice = gemm_backend.current_choice()
-print(json.dumps({{"backend": choice.backend, "reason": choice.reason, "reply": reply}}))
+choice = backend_choice.current_choice()
+print(json.dumps({{"backend": choice.backend, "reason": choice.reason, "reply": reply,
+                  "compute_type": model.compute_type, "exact": choice.int8_exact}}))
 """
 
 
 @needs_avx2_shim
-def test_the_runtime_falls_back_to_onednn_when_the_selftest_fails():
+def test_the_runtime_falls_back_to_ctranslate2s_default_when_the_selftest_fails():
     result = run_child(CHOICE_CHILD.format(gemm="mkl-raw:5"))
-    assert result["backend"] == "onednn"
+    assert result["backend"] == gemm_backend.default_backend(CPU)
     assert "failed its self-test" in result["reason"]
     assert result["reply"]
+    # Exact int8 where the default passes the path check (VNNI CPUs), a fallback where not.
+    assert (result["compute_type"] == "int8") == result["exact"]
 
 
 @needs_avx2_shim
@@ -141,8 +166,9 @@ def test_the_verdict_is_cached_per_cpu_and_library(tmp_path):
     # exact-avx2 runs on any AVX2 CPU, where auto may pick another backend.
     first = run_child(CHOICE_CHILD.format(gemm="exact-avx2"), env)
     assert first["backend"] == "exact-avx2"
-    verdicts = json.loads((cache / "gemm-selftest.json").read_text())
-    assert [v["ok"] for v in verdicts.values()] == [True]
+    cached = json.loads((cache / verdicts.CACHE_FILE).read_text())
+    assert sorted(key.split("|")[0] for key in cached) == ["gemm_selftest", "path_check"]
+    assert all(verdict["ok"] for verdict in cached.values())
     again = run_child(CHOICE_CHILD.format(gemm="exact-avx2"), env)
     assert again == first
 
@@ -150,9 +176,9 @@ def test_the_verdict_is_cached_per_cpu_and_library(tmp_path):
 def test_importing_ctranslate2_first_leaves_the_choice_to_ctranslate2():
     result = run_child("""
 import json, logging, ctranslate2
-from pyg_edge.cpu import gemm_backend
-gemm_backend.load_ctranslate2()
-choice = gemm_backend.current_choice()
+from pyg_edge.cpu import backend_choice
+backend_choice.load_ctranslate2()
+choice = backend_choice.current_choice()
 print(json.dumps({"backend": choice.backend, "reason": choice.reason}))
 """)
     assert result["backend"] == "ctranslate2 default"
@@ -162,12 +188,12 @@ print(json.dumps({"backend": choice.backend, "reason": choice.reason}))
 EXACTNESS_CHILD = """
 import ctypes, json, sys
 from pathlib import Path
-from pyg_edge.cpu import gemm_backend
-gemm_backend.load_ctranslate2({gemm!r})
+from pyg_edge.cpu import backend_choice, gemm_backend
+backend_choice.load_ctranslate2({gemm!r})
 import numpy as np
 from support.paths import reference
 from support.exactness import generator, greedy, one_pass_logits, scorer
-out = {{"backend": gemm_backend.current_choice().backend}}
+out = {{"backend": backend_choice.current_choice().backend}}
 for name, folders in json.loads(sys.argv[1]).items():
     ref = reference(name)
     f32, i8 = Path(folders["float32"]), Path(folders["int8"])
@@ -209,8 +235,8 @@ def test_exact_backends_keep_every_fixture_exact_and_int8_close(converted, backe
 INT8_CHILD = """
 import json, numpy as np
 from pyg_edge import demo
-from pyg_edge.cpu import gemm_backend
-ct2 = gemm_backend.load_ctranslate2({gemm!r})
+from pyg_edge.cpu import backend_choice
+ct2 = backend_choice.load_ctranslate2({gemm!r})
 from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge.generation.tokenizer import TextTokenizer
 folder = demo.demo_model()
@@ -249,9 +275,9 @@ def test_exact_int8_stays_close_to_float32_on_the_trained_demo(tmp_path, backend
 
 MKL_MEMORY_CHILD = """
 import json, os
-from pyg_edge.cpu import gemm_backend
-gemm_backend.load_ctranslate2({gemm!r})
-print(json.dumps({{"backend": gemm_backend.current_choice().backend,
+from pyg_edge.cpu import backend_choice
+backend_choice.load_ctranslate2({gemm!r})
+print(json.dumps({{"backend": backend_choice.current_choice().backend,
                    "fast_mm": os.environ.get("MKL_DISABLE_FAST_MM")}}))
 """
 
@@ -275,10 +301,10 @@ def test_onemkl_memory_goes_to_the_heap_unless_the_user_says_otherwise(monkeypat
     ("onednn", None, False)])
 def test_only_packed_loads_count_as_packing_their_weights(monkeypatch, backend, packed_env,
                                                           expected):
-    choice = None if backend is None else gemm_backend.GemmChoice(backend, "test")
-    monkeypatch.setattr(gemm_backend, "_choice", choice)
+    choice = None if backend is None else backend_choice.GemmChoice(backend, "test")
+    monkeypatch.setattr(backend_choice, "_choice", choice)
     if packed_env is None:
         monkeypatch.delenv("CT2_PACKED_GEMM", raising=False)
     else:
         monkeypatch.setenv("CT2_PACKED_GEMM", packed_env)
-    assert gemm_backend.packs_weights() is expected
+    assert backend_choice.packs_weights() is expected

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from pyg_edge.cli import main
-from pyg_edge.cpu.gemm_backend import load_ctranslate2
+from pyg_edge.cpu.backend_choice import load_ctranslate2
 from pyg_edge.errors import PromptTooLongError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.prefill import exact_cut, prompt_passes

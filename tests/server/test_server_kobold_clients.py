@@ -128,6 +128,15 @@ def test_perf_reports_the_latest_generation(server, recording):
     assert perf["stop_reason"] in (0, 1) and perf["idle"] == 1 and perf["queue"] == 0
 
 
+def test_perf_says_whether_int8_is_exact_on_this_cpu(server, recording):
+    status, perf = server.request("GET", "/api/extra/perf")
+    path = perf["int8_path"]
+    assert path == recording.int8_path  # the library's verdict, as the model has it
+    assert path["compute_type"] == recording.compute_type and path["device"] == "cpu"
+    assert path["int8_exact"] == (recording.compute_type == "int8")  # auto: int8 if exact
+    assert path["backend"] and path["detail"]
+
+
 def test_kobold_errors_have_koboldai_shape_and_the_key_is_checked(demo_pyg_model):
     running = RunningServer(demo_pyg_model, api_key="s3cret")
     try:

@@ -8,7 +8,8 @@ import pyg_edge.server
 from pyg_edge.cli import main
 from pyg_edge.server import ServerSettings
 
-MODEL_FLAGS = {"model_path", "device", "compute_type", "threads", "gemm"}  # the model's
+# the model's flags
+MODEL_FLAGS = {"model_path", "device", "compute_type", "threads", "allow_inexact", "gemm"}
 NOT_FLAGS = {"defaults"}  # sampling defaults come from SamplingOptions
 
 
