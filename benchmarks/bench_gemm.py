@@ -1,11 +1,12 @@
 """The int8 GEMM pyg-edge's extension runs for CTranslate2, alone, against memory bandwidth.
 
-    python benchmarks/bench_gemm.py [--backend exact-avx2] [--runs 5]
+    python benchmarks/bench_gemm.py [--backend exact-avx2] [--runs 5] [--rows 1,2,4,8]
 
 Calls cblas_gemm_s8u8s32 as CTranslate2 does (row major, weights n x k transposed, one
-offset per column) in the 2.7B's shapes: one row (a decoded token; the weights are read
-once, so weights read per second against this machine's read bandwidth tells how close
-decode can come to its limit) and 512 rows (a prompt pass; int8 multiply-adds per second).
+offset per column) in the 2.7B's shapes: a few rows (one decoded token per sequence of a
+batch: 1 for one reply, 2 or 4 for n replies; the weights are read once for all rows, so
+weights read per second against this machine's read bandwidth tells how close a decode
+step can come to its limit) and 512 rows (a prompt pass; int8 multiply-adds per second).
 Eight different weight matrices per pass (about 210 MB) keep the caches from helping.
 Each thread count runs in its own process (OMP_NUM_THREADS). oneDNN, CTranslate2's other
 backend, is not exported by its library and cannot be called alone.
@@ -22,10 +23,15 @@ import numpy as np
 
 from bench_common import describe_machine, read_bandwidth, spread
 
-SHAPES = [(1, 7680, 2560), (1, 2560, 10240), (1, 10240, 2560), (512, 10240, 2560)]
+DECODE_SHAPES = [(7680, 2560), (2560, 10240), (10240, 2560)]
+PROMPT_SHAPE = (512, 10240, 2560)
 
 
-def child(backend: str, runs: int) -> None:
+def shapes(rows: list) -> list:
+    return [(m, n, k) for m in rows for n, k in DECODE_SHAPES] + [PROMPT_SHAPE]
+
+
+def child(backend: str, runs: int, rows: list) -> None:
     from pyg_edge.cpu import gemm_backend, gemm_selftest
 
     shim = gemm_backend.enable(backend)
@@ -33,7 +39,7 @@ def child(backend: str, runs: int) -> None:
     gemm.argtypes, gemm.restype = gemm_selftest._GEMM_ARGS, None
     rng = np.random.default_rng(0)
     out = {}
-    for m, n, k in SHAPES:
+    for m, n, k in shapes(rows):
         weights = [rng.integers(-127, 128, (n, k), dtype=np.int8) for _ in range(8)]
         a = rng.integers(0, 256, (m, k), dtype=np.uint8)
         c, offsets = np.zeros((m, n), np.int32), np.zeros(n, np.int32)
@@ -52,10 +58,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="exact-avx2")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--rows", default="1,2,4,8",
+                        help="input rows of the decode shapes (sequences per step)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    rows = [int(r) for r in args.rows.split(",")]
     if args.child:
-        child(args.backend, args.runs)
+        child(args.backend, args.runs, rows)
         return
     bandwidth = read_bandwidth()
     print(f"machine: {describe_machine()}")
@@ -68,8 +77,8 @@ def main():
     for threads in (1, os.cpu_count()):
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         done = subprocess.run([sys.executable, __file__, "--child", "--backend", args.backend,
-                               "--runs", str(args.runs)], env=env, stdout=subprocess.PIPE,
-                              text=True, check=True)
+                               "--runs", str(args.runs), "--rows", args.rows], env=env,
+                              stdout=subprocess.PIPE, text=True, check=True)
         for shape, seconds in json.loads(done.stdout.strip().splitlines()[-1]).items():
             m, n, k = map(int, shape.split("x"))
             best = min(seconds)

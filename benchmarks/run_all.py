@@ -52,6 +52,10 @@ BENCHMARKS = [
      "bench_embedding.py --runs 2"),
     ("compute_types", "What each exact fallback costs: int8, int16 and float32 compute on the "
      "2.7B shape", "bench_compute_types.py --runs 2"),
+    ("batch_steps", "Decode steps/s for 1, 2 and 4 sequences at once",
+     "bench_batch_steps.py --runs 3"),
+    ("concurrent", "Several users' turns one after another or in one batch",
+     "bench_concurrent.py --runs 2"),
     ("server_faults", "The server under load and faults (concurrent streams, disconnects, a "
      "client that never reads, malformed bodies)", "bench_server_faults.py --rounds 2"),
 ]

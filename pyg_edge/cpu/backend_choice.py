@@ -27,7 +27,7 @@ logger = logging.getLogger("pyg_edge")
 
 # Compute types that replace int8 where no int8 path is exact, in the order tried. float32
 # first: on the 2.7B shape (Intel Xeon, benchmarks/bench_compute_types.py) it decodes
-# faster than int16 (2.38 against 1.71 tokens/s; int8 6.21), and it is the int8 weights'
+# faster than int16 (2.05 against 1.60 tokens/s; int8 5.82), and it is the int8 weights'
 # own numbers, where int16 requantizes them and clamps activations at +-32.767.
 FALLBACK_TYPES = ("float32", "int16")
 SELFTEST = "pyg_edge.cpu.gemm_selftest"

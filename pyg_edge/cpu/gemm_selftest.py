@@ -19,10 +19,12 @@ from pyg_edge.cpu import gemm_backend
 ROW_MAJOR, NO_TRANS, TRANS, PACKED, B_MATRIX = 101, 111, 112, 151, 162
 ROW_OFFSET, FIX_OFFSET = 171, 173  # mkl_cblas.h
 # (rows, columns, depth): one decoded token through the 2.7B's fused QKV and MLP matrices,
-# a few tokens (several replies), blocks around the extension's row thresholds, odd sizes,
-# and a prompt pass.
+# a few tokens (several replies; each row count 2 to 8 has a kernel of its own, with columns
+# that leave a remainder after its blocks of weight rows and depths that end in a partial
+# block), blocks around the extension's row thresholds, odd sizes, and a prompt pass.
 SHAPES = [(1, 7680, 2560), (1, 2560, 10240), (2, 2560, 2560), (3, 1024, 2560), (4, 333, 77),
-          (5, 300, 70), (64, 2560, 2560), (300, 1024, 2560), (257, 129, 33)]
+          (5, 300, 70), (6, 101, 130), (7, 103, 2600), (8, 259, 1000), (64, 2560, 2560),
+          (300, 1024, 2560), (257, 129, 33)]
 
 _I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 _GEMM_ARGS = [ctypes.c_int] * 4 + [_I64] * 3 + [ctypes.c_float, _PTR, _I64, ctypes.c_int8, _PTR,

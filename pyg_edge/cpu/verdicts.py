@@ -56,8 +56,8 @@ def run_check(module: str, args: tuple) -> dict:
     try:  # the user's variables apply there as here; the backend sets its own
         done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
                               text=True, timeout=CHECK_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"ok": False, "detail": f"no answer in {CHECK_TIMEOUT_S} s"}
+    except subprocess.TimeoutExpired:  # a busy machine, maybe: failed now, not cached
+        return {"ok": None, "detail": f"no answer in {CHECK_TIMEOUT_S} s"}
     seconds = round(time.monotonic() - started, 2)
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
