@@ -31,9 +31,11 @@ def test_serve_hands_its_flags_to_the_server_as_settings(monkeypatch, tmp_path):
         (settings, kw)))
     result = CliRunner().invoke(main, ["serve", str(tmp_path), "--port", "6000", "--max-length",
                                        "64", "--replies", "2", "--no-prefix-cache",
-                                       "--smart-context", "0.5", "--threads", "1"])
+                                       "--smart-context", "0.5", "--threads", "1",
+                                       "--allow-inexact"])
     assert result.exit_code == 0, result.output
     settings, model_options = served[0]
     assert settings == ServerSettings(port=6000, max_length=64, replies=2, prefix_cache=False,
                                       smart_context=0.5)
     assert model_options["cpu_threads"] == 1
+    assert model_options["allow_inexact"] is True
