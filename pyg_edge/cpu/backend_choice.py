@@ -9,7 +9,7 @@ A backend is used for int8 only after two checks, each in a process of its own a
 pyg-edge's own backends) and the path check of what CTranslate2 computes with it
 (path_check, for every backend). When the planned backend fails, the next that can run on
 this CPU is tried; when none is exact, int8 models run in a compute type that is (float32
-where memory allows, int16 where this CTranslate2 has it: pyg_edge.generation.model_folder
+where memory allows, int16 where this CTranslate2 has it: pyg_edge.generation.compute_types
 picks), with a warning that names the CPU, what failed and what runs instead. When
 ctranslate2 was imported before pyg-edge could choose, the path check runs in this process,
 on whatever the host set up.
@@ -118,8 +118,9 @@ def choose(requested: str, cpu: CpuInfo) -> GemmChoice:
                 reason = f"{'; '.join(failures)}: running {backend}"
             return GemmChoice(backend, reason, selftest, check, ("int8",), tuple(failures))
         failures.append(failure)
-    fallback = (planned if requested != "auto" and not gemm_backend.uses_extension(planned)
-                else gemm_backend.default_backend(cpu))
+    keep_planned = (requested != "auto" and not gemm_backend.uses_extension(planned)
+                    or "CT2_USE_MKL" in os.environ)
+    fallback = planned if keep_planned else gemm_backend.default_backend(cpu)
     exact = tuple(compute_type for compute_type in FALLBACK_TYPES
                   if verdicts.cached_verdict(PATH_CHECK, (fallback, compute_type), cpu,
                                              gemm_backend.build_id()).get("ok"))
@@ -130,8 +131,11 @@ def choose(requested: str, cpu: CpuInfo) -> GemmChoice:
 
 def candidates(planned: str, requested: str, cpu: CpuInfo) -> list:
     """The backends to try for int8, in order: the planned one, then (when auto chose, or the
-    planned one needs the extension) the extension's AVX2 kernel and CTranslate2's default."""
+    planned one needs the extension) the extension's AVX2 kernel and CTranslate2's default;
+    only the planned one when the user set CT2_USE_MKL (their choice is not overridden)."""
     found = [planned]
+    if "CT2_USE_MKL" in os.environ:
+        return found
     if requested == "auto" and gemm_backend.on_x86_linux() and gemm_backend.shim_path() \
             and cpu.has(AVX2_FLAGS):
         found.append("exact-avx2")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pyg_edge.cpu import backend_choice
+from pyg_edge.cpu import backend_choice, gemm_backend
 from pyg_edge.cpu.backend_choice import GemmChoice
 from pyg_edge.errors import ModelLoadError
 from pyg_edge.generation import compute_types
@@ -74,3 +74,14 @@ def test_other_types_and_devices_are_not_the_cpu_checks_business(choice, request
     expected = compute_types.auto_compute_type(quantization, device)
     assert resolve_compute_type(requested, quantization, device, "model") == (
         expected if requested == "auto" else requested)
+
+
+def test_a_users_ct2_use_mkl_is_never_overridden_by_a_fallback(monkeypatch):
+    cpu = gemm_backend.CpuInfo("AuthenticAMD", "test", frozenset(("avx2", "fma")))
+    monkeypatch.setenv("CT2_USE_MKL", "0")
+    assert backend_choice.candidates("ctranslate2 default", "auto", cpu) == [
+        "ctranslate2 default"]
+    monkeypatch.delenv("CT2_USE_MKL")
+    tried = backend_choice.candidates("ctranslate2 default", "auto", cpu)
+    assert tried[0] == "ctranslate2 default"
+    assert ("onednn" in tried) == gemm_backend.is_x86()  # then the next one, on x86
