@@ -15,14 +15,10 @@ one sequence when the int8 product reads the weights once for all k rows
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 
-from bench_common import WORK, describe_machine, ensure_model, prompt_ids, spread
-from pyg_edge.cpu.copy_tuning import tuned_environment
+from bench_common import WORK, describe_machine, ensure_model, prompt_ids, run_child, spread
 
 MODEL = WORK / "neo27-st-int8-chunk1024"
 PROMPT_TOKENS = 13
@@ -62,14 +58,7 @@ def main():
     if args.child:
         return child(batches, args.runs)
     ensure_model(MODEL)
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env = tuned_environment(env) or env
-    done = subprocess.run([sys.executable, __file__, "--child", "--runs", str(args.runs),
-                           "--batches", args.batches], env=env, capture_output=True, text=True,
-                          timeout=3600)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, ["--child", "--runs", args.runs, "--batches", args.batches])
     print(f"# {describe_machine()}")
     print(f"# {MODEL.name}, backend {result['backend']}, {PROMPT_TOKENS}-token prompt, greedy, "
           f"step = ({LONG}-token run - {SHORT}-token run) / {LONG - SHORT}, {args.runs} "

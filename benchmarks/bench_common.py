@@ -10,6 +10,8 @@ import os
 import platform
 import socket
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from make_synthetic_checkpoint import write_checkpoint
 
+from pyg_edge.cpu.copy_tuning import tuned_environment
 from pyg_edge_convert import convert_checkpoint
 
 
@@ -170,3 +173,20 @@ def wait_until_up(port, process) -> None:
         except OSError:
             time.sleep(0.1)
     raise SystemExit("pyg-edge serve did not start")
+
+
+def run_child(script: str, args: list, as_command: bool = True, timeout: int = 3600) -> dict:
+    """Runs `python script *args` in a fresh process and returns its last stdout line's JSON.
+
+    Args:
+      as_command: Start it as the `pyg-edge` command starts itself (glibc's copy threshold
+        set at exec, pyg_edge.launcher), else as a plain python process (an app's).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if as_command:
+        env = tuned_environment(env) or env
+    done = subprocess.run([sys.executable, script, *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])

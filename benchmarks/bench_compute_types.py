@@ -12,15 +12,11 @@ tokens/s (greedy) and peak RSS; median [min-max], and ratios against int8 from t
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
-from bench_common import WORK, describe_machine, ensure_model, prompt_ids, spread
-from pyg_edge.cpu.copy_tuning import tuned_environment
+from bench_common import WORK, describe_machine, ensure_model, prompt_ids, run_child, spread
 
 MODEL = WORK / "neo27-st-int8-chunk1024"
 COMPUTE_TYPES = ("int8", "int16", "float32")
@@ -45,15 +41,9 @@ def child(compute_type: str, prompt: int, new_tokens: int) -> None:
     print(json.dumps(result))
 
 
-def run_child(compute_type: str, prompt: int, new_tokens: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env = tuned_environment(env) or env
-    command = [sys.executable, __file__, "--child", compute_type, "--prompt", str(prompt),
-               "--new-tokens", str(new_tokens)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+def measure(compute_type: str, prompt: int, new_tokens: int) -> dict:
+    result = run_child(__file__, ["--child", compute_type, "--prompt", prompt,
+                                  "--new-tokens", new_tokens])
     if result["compute_type"] != compute_type:
         raise SystemExit(f"asked for {compute_type}, ran {result['compute_type']}")
     return result
@@ -75,7 +65,7 @@ def main():
     runs = {ct: [] for ct in COMPUTE_TYPES}
     for _ in range(args.runs):
         for compute_type in COMPUTE_TYPES:
-            runs[compute_type].append(run_child(compute_type, args.prompt, args.new_tokens))
+            runs[compute_type].append(measure(compute_type, args.prompt, args.new_tokens))
     columns = (("load", "load s", 1), ("prompt", f"prompt pass s ({args.prompt} tokens)", 2),
                ("decode", "decode tok/s", 2), ("rss_gb", "peak RSS GB", 2))
     print("| compute type | " + " | ".join(title for _, title, _ in columns)

@@ -15,14 +15,10 @@ command starts itself; the modes interleaved across runs; median [min-max].
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 
-from bench_common import WORK, describe_machine, ensure_model, prompt_ids, spread
-from pyg_edge.cpu.copy_tuning import tuned_environment
+from bench_common import WORK, describe_machine, ensure_model, prompt_ids, run_child, spread
 
 MODEL = WORK / "neo27-st-int8-chunk1024"
 NEW_TOKENS = 64
@@ -80,14 +76,8 @@ def main():
     if args.child:
         return child(users, args.runs, args.prompt_tokens)
     ensure_model(MODEL)
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    env = tuned_environment(env) or env
-    done = subprocess.run([sys.executable, __file__, "--child", "--runs", str(args.runs),
-                           "--users", args.users, "--prompt-tokens", str(args.prompt_tokens)],
-                          env=env, capture_output=True, text=True, timeout=7200)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_child(__file__, ["--child", "--runs", args.runs, "--users", args.users,
+                                   "--prompt-tokens", args.prompt_tokens], timeout=7200)
     print(f"# {describe_machine()}")
     print(f"# {MODEL.name}, {args.prompt_tokens}-token prompts (none cached), {NEW_TOKENS} new "
           f"tokens each, greedy, {args.runs} interleaved runs\n")

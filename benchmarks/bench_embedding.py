@@ -16,15 +16,11 @@ pass went on in the background before the next call could start.
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
-from bench_common import WORK, describe_machine, ensure_model, prompt_ids, spread
-from pyg_edge.cpu.copy_tuning import tuned_environment
+from bench_common import WORK, describe_machine, ensure_model, prompt_ids, run_child, spread
 
 MODEL = WORK / "neo27-st-int8-chunk1024"
 DECODE_AT = (500, 1556)
@@ -77,17 +73,6 @@ def stop_child() -> None:
     print(json.dumps(result))
 
 
-def run_child(kind: str, mode: str, new_tokens: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if mode == "command":
-        env = tuned_environment(env) or env
-    command = [sys.executable, __file__, "--child", kind, "--new-tokens", str(new_tokens)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise SystemExit(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=2)
@@ -103,9 +88,11 @@ def main():
     print(f"# {MODEL.name}, greedy, {args.new_tokens} new tokens, {args.runs} interleaved "
           "runs, each in a fresh process\n")
     decode = {mode: {n: [] for n in DECODE_AT} for mode in MODES.values()}
+    child = ["--child", "decode", "--new-tokens", args.new_tokens]
     for _ in range(args.runs):
         for mode in MODES.values():
-            for count, rate in run_child("decode", mode, args.new_tokens).items():
+            rates = run_child(__file__, child, as_command=mode == "command", timeout=1800)
+            for count, rate in rates.items():
                 decode[mode][int(count)].append(rate)
     print("| process | " + " | ".join(f"decode tok/s @{n}" for n in DECODE_AT) + " |")
     print("| --- |" + " --- |" * len(DECODE_AT))
@@ -116,7 +103,7 @@ def main():
               for n in DECODE_AT]
     print("| app / command | " + " | ".join(f"{r:.3f}x" for r in ratios) + " |")
     print("\nTarget >= 0.97x: " + ("met" if min(ratios) >= 0.97 else "NOT met") + "\n")
-    stops = [run_child("stop", "command", args.new_tokens) for _ in range(args.runs)]
+    stops = [run_child(__file__, ["--child", "stop"], timeout=1800) for _ in range(args.runs)]
     print(f"| prompt tokens | Stop {STOP_AFTER_S:.0f} s into the pass: control back after s "
           "| engine busy after Stop, s | finish reason |")
     print("| --- | --- | --- | --- |")
