@@ -85,12 +85,13 @@ def load_ctranslate2(requested: str | None = None):
     requested = requested or os.environ.get(gemm_backend.ENV) or "auto"
     if _choice is None:
         gemm_backend.check_request(requested)
-        _choice = choose(requested, gemm_backend.read_cpu())
+        cpu = gemm_backend.read_cpu()
+        _choice = choose(requested, cpu)
         unmet = requested != "auto" and requested != _choice.backend
         (logger.warning if unmet else logger.info)(
             "GEMM backend: %s (%s)", _choice.backend, _choice.reason)
         if not _choice.int8_exact:
-            logger.warning("%s", inexact_warning(_choice, gemm_backend.read_cpu()))
+            logger.warning("%s", inexact_warning(_choice, cpu))
     elif requested not in ("auto", _choice.backend):
         logger.warning("GEMM backend %s asked for, but this process already runs %s",
                        requested, _choice.backend)
@@ -109,9 +110,10 @@ def choose(requested: str, cpu: CpuInfo) -> GemmChoice:
     if "ctranslate2" in sys.modules:
         return checked_in_process()
     planned, reason = gemm_backend.plan(requested, cpu, gemm_backend.shim_path() is not None)
+    build = gemm_backend.build_id()  # hashes the extension: once per choice
     failures = []
     for backend in candidates(planned, requested, cpu):
-        selftest, check, failure = prove(backend, cpu)
+        selftest, check, failure = prove(backend, cpu, build)
         if failure is None:
             gemm_backend.apply_backend(backend)
             if failures:
@@ -123,7 +125,7 @@ def choose(requested: str, cpu: CpuInfo) -> GemmChoice:
     fallback = planned if keep_planned else gemm_backend.default_backend(cpu)
     exact = tuple(compute_type for compute_type in FALLBACK_TYPES
                   if verdicts.cached_verdict(PATH_CHECK, (fallback, compute_type), cpu,
-                                             gemm_backend.build_id()).get("ok"))
+                                             build).get("ok"))
     gemm_backend.apply_backend(fallback)
     return GemmChoice(fallback, f"no exact int8 path: {'; '.join(failures)}", None,
                       None, exact, tuple(failures))
@@ -144,9 +146,8 @@ def candidates(planned: str, requested: str, cpu: CpuInfo) -> list:
     return list(dict.fromkeys(found))
 
 
-def prove(backend: str, cpu: CpuInfo) -> tuple:
+def prove(backend: str, cpu: CpuInfo, build: str) -> tuple:
     """(self-test verdict, path check verdict, None or why backend is not exact here)."""
-    build = gemm_backend.build_id()
     selftest = None
     if gemm_backend.uses_extension(backend):
         selftest = verdicts.cached_verdict(SELFTEST, (backend,), cpu, build)

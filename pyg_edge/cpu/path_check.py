@@ -98,15 +98,22 @@ def token_sequence(rng, length: int) -> list:
     return [int(i // 2 % PATTERN_ROWS) if i % 2 == 0 else int(plain[i]) for i in range(length)]
 
 
-def expected(tensors: dict, tokens: list) -> tuple:
-    """(activations, output weights as int8, their scales): the int8 model's own numbers."""
+def quantized(tensors: dict) -> tuple:
+    """The int8 model's embeddings and output matrix as the converter stores them:
+    ((int8 rows, scales), (int8 rows, scales))."""
     from pyg_edge_convert.tensors import quantize_int8_rows
 
-    embeddings, scales = quantize_int8_rows(tensors["wte.weight"])
+    return (quantize_int8_rows(tensors["wte.weight"]),
+            quantize_int8_rows(tensors["lm_head.weight"]))
+
+
+def expected(model: tuple, tokens: list) -> tuple:
+    """(activations, output weights as int8, their scales) of tokens: the model's own
+    numbers, from quantized(...)."""
+    (embeddings, scales), (weights, weight_scales) = model
     hidden = (embeddings[tokens].astype(np.float32) / scales[tokens, None]).astype(np.float64)
     centered = hidden - hidden.mean(axis=1, keepdims=True)
     activations = centered / np.sqrt((centered ** 2).mean(axis=1, keepdims=True) + EPSILON)
-    weights, weight_scales = quantize_int8_rows(tensors["lm_head.weight"])
     return activations, weights, weight_scales
 
 
@@ -138,11 +145,12 @@ def check(ctranslate2, compute_type: str, device: str = "cpu") -> dict:
     generator = ctranslate2.Generator("pyg-edge-path-check", device=device,
                                       compute_type=compute_type, intra_threads=0,
                                       files=tiny_model_files(tensors))
+    model = quantized(tensors)
     worst, where = 0.0, None
     for length in LENGTHS:
         ids = token_sequence(rng, length)
         logits = np.array(generator.forward_batch([[f"t{i}" for i in ids]]))[0]
-        error = worst_error(logits.astype(np.float64), *expected(tensors, ids), compute_type)
+        error = worst_error(logits.astype(np.float64), *expected(model, ids), compute_type)
         error = error if np.isfinite(error) else float("inf")  # NaN must fail, not pass
         if error > worst:
             worst, where = error, length
