@@ -9,6 +9,7 @@ from pyg_edge.chat.characters import Character, load_character
 from pyg_edge.chat.completions import CompletionChunk, Completions, CompletionStream, Usage
 from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.chat.session import ChatSession
+from pyg_edge.demo import demo_character, demo_model
 from pyg_edge.errors import (
     CharacterError,
     ChatFileError,
@@ -57,6 +58,8 @@ __all__ = [
     "UnknownOptionError",
     "Usage",
     "build_prompt",
+    "demo_character",
+    "demo_model",
     "load_character",
     "__version__",
 ]
