@@ -110,19 +110,21 @@ def heap_child(mode: str, model_path: str, tokens: int, passes: int) -> None:
     prepared = pyg_edge.cpu.prepare(keep_heap=mode == "keep_heap")
     path = pyg_edge.demo_model() if model_path == "demo" else model_path
     options = SamplingOptions(top_k=1, banned=(), max_new_tokens=1)
-    seconds, kernel = [], []
+    seconds, kernel, faults = [], [], []
     with PygModel(path, device="cpu") as model:
         model.generate("Hello there", options)  # warm: the load's own pages are in
         prompt = prompt_text(model, tokens)
         for _ in range(passes):
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_stime
+            before = resource.getrusage(resource.RUSAGE_SELF)
             stream = model.stream(prompt, options)
             for _ in stream:
                 pass
+            after = resource.getrusage(resource.RUSAGE_SELF)
             seconds.append(stream.stats.first_token_seconds)
-            kernel.append(resource.getrusage(resource.RUSAGE_SELF).ru_stime - before)
+            kernel.append(after.ru_stime - before.ru_stime)
+            faults.append(after.ru_minflt - before.ru_minflt)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"seconds": seconds, "kernel": kernel, "peak_gb": peak_gb,
+    print(json.dumps({"seconds": seconds, "kernel": kernel, "faults": faults, "peak_gb": peak_gb,
                       "host_kept_mb": host_block_kept_mb(), "blocks": prepared.blocks,
                       "keep_heap": prepared.keep_heap}))
 
@@ -161,13 +163,15 @@ def heap_section(args) -> None:
             runs[mode].append(run_child(__file__, [*child, "--mode", mode], as_command=False,
                                         timeout=3600))
     print("| in an app's process | first pass, s | later passes, s | kernel s per pass | "
-          f"peak RSS, GB | of the host's freed {HOST_BLOCK_MB} MB, resident MB |")
-    print("| --- | --- | --- | --- | --- | --- |")
+          "page faults per later pass | peak RSS, GB | "
+          f"of the host's freed {HOST_BLOCK_MB} MB, resident MB |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for label, mode in HEAP_MODES.items():
         rows = runs[mode]
         later = [statistics.median(r["seconds"][1:] or r["seconds"]) for r in rows]
         print(f"| {label} | {spread([r['seconds'][0] for r in rows], 2)} | "
               f"{spread(later, 2)} | {spread([statistics.median(r['kernel']) for r in rows], 2)}"
+              f" | {spread([statistics.median(r['faults'][1:] or r['faults']) for r in rows], 0)}"
               f" | {spread([r['peak_gb'] for r in rows], 2)} | "
               f"{spread([r['host_kept_mb'] for r in rows], 0)} |")
     base = statistics.median(statistics.median(r["seconds"][1:] or r["seconds"])
