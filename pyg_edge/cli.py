@@ -1,6 +1,7 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
 import contextlib
+import functools
 import signal
 import sys
 
@@ -8,13 +9,14 @@ import click
 
 from pyg_edge import demo
 from pyg_edge.chat.characters import load_character
-from pyg_edge.chat.prompt import build_prompt
+from pyg_edge.chat.chat_planner import plan_first_turn
+from pyg_edge.chat.prompt import PYGMALION_BANNED
 from pyg_edge.chat.session import ChatSession, read_chat
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.cpu.setup import prepare
-from pyg_edge.errors import PygEdgeError
+from pyg_edge.errors import PromptTooLongError, PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.replies import MAX_REPLIES
@@ -148,8 +150,9 @@ def prompt(model_path, card, message, history, max_context, max_new_tokens):
         metadata = read_metadata(model_path)
         tokenizer = TextTokenizer.from_model_folder(model_path)
         messages = read_chat(history, character.name) if history else []
-        built = build_prompt(character, messages, message, tokenizer.count,
-                             max_context or metadata["context_length"], max_new_tokens)
+        built = plan_first_turn(character, messages, message, tokenizer.count,
+                                max_context or metadata["context_length"], max_new_tokens,
+                                metadata.get("prefill_chunk", 0))
     click.echo(built.text)
 
 
@@ -166,7 +169,8 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
         raise click.UsageError("give exactly one of --prompt and --prompt-file")
     text = prompt_text if prompt_text is not None else prompt_file.read()
     with _user_errors():
-        options = _sampling(sampling)
+        # A raw prompt for a Pygmalion model: its markers stay banned, as in a chat.
+        options = _sampling(sampling, banned=PYGMALION_BANNED)
         with PygModel(model_path, device, compute_type, threads, seed=options.seed,
                       allow_inexact=allow_inexact) as model:
             for piece in model.stream(text, options):
@@ -270,7 +274,7 @@ def _chat_loop(session: ChatSession) -> None:
             if _chat_command(session, line.strip()) == "quit":
                 return
             continue
-        _show_reply(name, session.send(line))
+        _show_reply(name, functools.partial(session.send, line))
 
 
 def _chat_command(session: ChatSession, line: str):
@@ -278,7 +282,7 @@ def _chat_command(session: ChatSession, line: str):
     if command == "/quit":
         return "quit"
     if command == "/regen":
-        _show_reply(session.character.name, session.regenerate())
+        _show_reply(session.character.name, session.regenerate)
     elif command == "/undo":
         removed = session.undo()
         click.echo(f"(removed {len(removed)} messages)", err=True)
@@ -290,7 +294,14 @@ def _chat_command(session: ChatSession, line: str):
     return None
 
 
-def _show_reply(name: str, pieces) -> None:
+def _show_reply(name: str, start) -> None:
+    """Starts a turn (start() returns its stream) and prints the reply as it streams; a
+    message that does not fit is told, and the chat goes on unchanged."""
+    try:
+        pieces = start()
+    except PromptTooLongError as error:
+        click.echo(f"(not sent: {error})", err=True)
+        return
     # The name waits for the first piece, so a notice of a long prompt pass comes first.
     named = False
     try:
@@ -312,8 +323,8 @@ def _announce_reading(tokens: int, seconds: float | None) -> None:
     click.echo(f"(reading {tokens:,} tokens{estimate})", err=True)
 
 
-def _sampling(flags: dict) -> SamplingOptions:
-    overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
+def _sampling(flags: dict, **defaults) -> SamplingOptions:
+    overrides = defaults | {k: v for k, v in flags.items() if v is not None and v != ()}
     if "stop" in overrides:
         # "\n" typed on a command line arrives as backslash-n.
         overrides["stop"] = tuple(s.replace("\\n", "\n") for s in overrides["stop"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pyg_edge.chat.characters import USER, Character
 from pyg_edge.errors import PromptTooLongError
+from pyg_edge.generation.request import ModelInput
 
 _SPEAKER = re.compile(r"^([^\s:<>][^:\n<>]{0,39}):", re.MULTILINE)
 
@@ -40,26 +41,33 @@ class Message:
         return f"{USER if self.is_user else self.speaker}: {self.text}"
 
 
+# Pygmalion's prompt markers: a reply that wrote one would start a card or a chat of its own.
+PYGMALION_BANNED = ("Persona:", "Scenario:", "<START>")
+
+
 @dataclass(frozen=True)
-class Prompt:
-    """An assembled prompt.
+class Prompt(ModelInput):
+    """An assembled chat prompt: a ModelInput (what PygModel.stream reads) with its figures.
 
     Attributes:
       text: The prompt.
       stop_strings: Where the character's turn ends in generated text.
       static_prefix: The leading part that stays the same from turn to turn (persona,
-        scenario and example dialogue): worth caching.
+        scenario, example dialogue and a frozen block of older messages): worth caching.
+      trim: True: a chat reply is shown trimmed.
+      banned: Pygmalion's markers (PYGMALION_BANNED), which start a card or a chat.
       token_count: Tokens in text.
       dropped_messages: Oldest history messages left out (to fit, or before first_message).
       dropped_examples: Example dialogue blocks left out to fit the budget.
+      static_messages: History messages (from first_message on) in the static prefix.
     """
 
-    text: str
-    stop_strings: tuple
-    static_prefix: str
-    token_count: int
+    trim: bool = True
+    banned: tuple = PYGMALION_BANNED
+    token_count: int = 0
     dropped_messages: int = 0
     dropped_examples: int = 0
+    static_messages: int = 0
 
 
 def build_prompt(
@@ -120,6 +128,7 @@ def build_prompt(
         token_count=tokens,
         dropped_messages=len(history) - kept,
         dropped_examples=len(character.example_dialogue) - len(examples),
+        static_messages=frozen,
     )
 
 

@@ -127,7 +127,7 @@ class PygModel:
         return self._turns.waiting
 
     def stream(self, prompt, options: SamplingOptions | None = None,
-               cancel: threading.Event | None = None, static_tokens: int = 0, *,
+               cancel: threading.Event | None = None, static_tokens: int = 0, *, n: int = 1,
                on_long_prompt=None, notices: bool = False, plan=None,
                **overrides) -> TextStream:
         """Generates a continuation of prompt: iterate the result, or `async for` it.
@@ -137,13 +137,17 @@ class PygModel:
         while the call waits for its turn, the model reloads, or the prompt is read.
 
         Args:
-          prompt: A str, continued as it is (a raw completion), or a Prompt from
-            build_prompt: its stop strings then apply, its static prefix is cached across
-            calls, and the reply is trimmed of surrounding whitespace.
+          prompt: A str, continued as it is (a raw completion), or a ModelInput (a chat's
+            Prompt is one): its stop strings and bans then apply, its static prefix is
+            cached across calls, and the reply is trimmed if it asks.
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
           static_tokens: For a str prompt, leading tokens to give CTranslate2 as a static
             prefix, cached across calls; at least one token always stays after it.
+          n: Replies sampled from one pass over the prompt, in one batch (1 to
+            MAX_REPLIES). Past 1 the result is a Replies: iterating it yields the first
+            reply's text, the others are in its .texts once iteration ends
+            (pyg_edge.generation.replies).
           on_long_prompt: Called as on_long_prompt(tokens, seconds), from the call's
             thread, before a pass over at least long_prompt_tokens uncached tokens;
             seconds is prompt_speed's estimate, or None before there is one.
@@ -155,35 +159,24 @@ class PygModel:
         Raises:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context
             (with plan: when iterated).
-          OptionsError: an option has an invalid value (UnknownOptionError: no such one).
+          OptionsError: an option has an invalid value (UnknownOptionError: no such one),
+            or n is not a valid number of replies.
         """
         call = Call(cancel, GenerationStats(), notices, on_long_prompt)
-        return self._new_call(TextStream, call, prompt, options, overrides, static_tokens,
-                              plan, functools.partial(produce_text, tokenizer=self.tokenizer))
+        if check_reply_count(n) == 1:
+            stream_class = TextStream
+            produce = functools.partial(produce_text, tokenizer=self.tokenizer)
+        else:
+            results = ReplyResults(n)
+            stream_class = functools.partial(Replies, results)
+            produce = functools.partial(produce_replies, tokenizer=self.tokenizer,
+                                        results=results)
+        return self._new_call(stream_class, call, prompt, options, overrides, static_tokens,
+                              plan, produce)
 
     def generate(self, prompt, options: SamplingOptions | None = None, **overrides) -> str:
         """Like stream(), but returns the whole text."""
         return "".join(self.stream(prompt, options, **overrides))
-
-    def stream_replies(self, prompt, n: int, options: SamplingOptions | None = None,
-                       cancel: threading.Event | None = None, static_tokens: int = 0, *,
-                       on_long_prompt=None, notices: bool = False, plan=None,
-                       **overrides) -> Replies:
-        """Samples n replies (1 to MAX_REPLIES) from one pass over prompt, in one batch.
-
-        Iterating the result yields the first reply's text as stream() would; the others
-        are in its .texts once iteration ends (pyg_edge.generation.replies). The other
-        arguments, and what is raised, are stream()'s; OptionsError also for a bad n.
-        """
-        results = ReplyResults(check_reply_count(n))
-        call = Call(cancel, GenerationStats(), notices, on_long_prompt)
-        return self._new_call(functools.partial(Replies, results), call, prompt, options,
-                              overrides, static_tokens, plan, functools.partial(
-                                  produce_replies, tokenizer=self.tokenizer, results=results))
-
-    def generate_replies(self, prompt, n: int, options=None, **overrides) -> list:
-        """Like stream_replies(), but returns the n texts."""
-        return self.stream_replies(prompt, n, options, **overrides).wait()
 
     def close(self) -> None:
         """Stops every call, waiting or running, and frees the model's memory (after a

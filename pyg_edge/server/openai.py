@@ -5,7 +5,7 @@ clients send (SillyTavern's Text Completion: max_new_tokens, truncation_length,
 stopping_strings, rep_pen, ...), so every type SillyTavern offers gets the same reply.
 /v1/chat/completions builds a Pygmalion prompt from the messages (chat_messages).
 
-`n` asks for several choices from one prompt pass (PygModel.stream_replies). Choice 0 is
+`n` asks for several choices from one prompt pass (PygModel.stream with n). Choice 0 is
 generated and streamed as with n = 1; choices 1 to n-1 are sampled beside it in the same
 batch. Streamed, they follow choice 0's last chunk, one chunk of whole text and one
 finishing chunk each, every chunk holding one choice with its index (the OpenAI format

@@ -5,10 +5,10 @@ from importlib import resources
 from aiohttp import web
 
 from pyg_edge.chat.characters import Character, character_from_bytes
-from pyg_edge.chat.prompt import Message, build_prompt
+from pyg_edge.chat.prompt import Message
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.stats import PromptNotice
-from pyg_edge.server.common import MODEL, SETTINGS, completions, json_body, stream_sse
+from pyg_edge.server.common import SETTINGS, completions, json_body, stream_sse
 from pyg_edge.server.params import BadRequest, field
 
 routes = web.RouteTableDef()
@@ -39,16 +39,15 @@ async def chat_stream(request):
     (null before one could be made), which the page shows until the first token.
     """
     body = await json_body(request)
-    model, settings = request.app[MODEL], request.app[SETTINGS]
+    settings = request.app[SETTINGS]
     character = _character_from_json(body.get("character"))
     history = [_message_from_json(m, character.name)
                for m in field(body, "history", list, [])]
     message = field(body, "message", str, None)
     options = settings.defaults
     n = field(body, "replies", int, settings.replies, 1, MAX_REPLIES)
-    prompt = build_prompt(character, history, message, model.tokenizer.count,
-                          model.context_length, options.max_new_tokens)
-    stream = completions(request).complete_prompt(prompt, options, n=n, notices=True)
+    stream = completions(request).create_character_reply(character, history, message, options,
+                                                         n=n, notices=True)
     return await stream_sse(request, stream, lambda chunk: {"token": chunk.text},
                             done=lambda stream: [{"finish_reason": stream.stats.finish_reason,
                                                   "spares": spare_texts(stream.others)}],

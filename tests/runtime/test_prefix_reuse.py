@@ -91,7 +91,7 @@ def test_a_static_cut_of_a_raw_prompt_gives_the_uncached_tokens(tiny_model, one_
 def test_bad_static_tokens_are_refused(tiny_model):
     with pytest.raises(ValueError, match="static_tokens is -1, expected an int >= 0"):
         tiny_model.generate("You: hi\nAqua:", GREEDY, static_tokens=-1)
-    prompt = Prompt("You: hi\nAqua:", (), "You:", 6)
+    prompt = Prompt("You: hi\nAqua:", static_prefix="You:", token_count=6)
     with pytest.raises(ValueError, match="applies to str prompts"):
         tiny_model.generate(prompt, GREEDY, static_tokens=2)
 
