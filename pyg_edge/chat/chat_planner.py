@@ -86,6 +86,8 @@ class ChatPlanner:
           PromptTooLongError: the persona, scenario and message alone do not fit in
             max_context less max_new_tokens.
         """
+        if parts.message is not None:  # as every surface shows and saves it
+            parts = replace(parts, message=parts.message.strip())
         with self._lock:
             if parts.kind == CONTINUE:  # the reply goes on inside the last message
                 last = parts.history[-1].text

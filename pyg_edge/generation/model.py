@@ -15,7 +15,7 @@ from pyg_edge.generation import loading
 from pyg_edge.generation.generate import produce_text
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.prefill import PromptSpeed
-from pyg_edge.generation.prefix_cache import PrefixCache
+from pyg_edge.generation.prefix_cache import PrefixCache, bytes_per_token, default_budget
 from pyg_edge.generation.replies import Replies, ReplyResults, check_reply_count, produce_replies
 from pyg_edge.generation.request import prepare_request
 from pyg_edge.generation.sampling import SamplingOptions
@@ -57,6 +57,10 @@ class PygModel:
       progress: Called as progress(phase, fraction) through the load, with the phases of
         pyg_edge.generation.loading (CHECKING_CPU, READING_WEIGHTS, READY); fraction is
         None where unknown.
+      prefix_cache_bytes: The memory the cached prompt prefixes may hold (several chats
+        each keep theirs while it fits; pyg_edge.generation.prefix_cache); default: a
+        quarter of the memory available once the model is loaded. One prefix is always
+        kept.
 
     Attributes:
       prompt_speed: This machine's prompt reading speed, measured on past generations.
@@ -68,7 +72,8 @@ class PygModel:
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
                  cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True,
-                 gemm: str | None = None, allow_inexact: bool = False, progress=None):
+                 gemm: str | None = None, allow_inexact: bool = False, progress=None,
+                 prefix_cache_bytes: int | None = None):
         report = loading.progress_reporter(progress)
         self.path = os.fspath(path)
         self.metadata = read_metadata(self.path)
@@ -92,7 +97,9 @@ class PygModel:
                                               compute_type, cpu_threads, seed, end_token,
                                               allow_inexact)
         report(loading.READING_WEIGHTS, 1.0)
-        self.prefix_cache = PrefixCache(self._engine.reload)
+        budget = default_budget() if prefix_cache_bytes is None else prefix_cache_bytes
+        self.prefix_cache = PrefixCache(self._engine.reload, bytes_per_token(self.metadata),
+                                        budget)
         self.device, self.compute_type = self._engine.device, self._engine.compute_type
         _open_models.add(self)
         logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
@@ -120,6 +127,16 @@ class PygModel:
     def cached_prefixes(self) -> frozenset:
         """The static prefixes (tuples of token ids) CTranslate2 holds in its cache now."""
         return self.prefix_cache.prefixes
+
+    def clear_prefix_cache(self) -> None:
+        """Frees the memory the cached prompt prefixes hold (a reload of the model, in the
+        model's turn: after the call that runs now); the next call reads its whole prompt."""
+        self._turns.acquire()
+        try:
+            if self._engine.generator is not None:
+                self.prefix_cache.empty()
+        finally:
+            self._turns.release()
 
     @property
     def waiting(self) -> int:

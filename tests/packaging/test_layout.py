@@ -52,3 +52,22 @@ def test_the_server_touches_no_private_attribute_of_anything_but_itself():
                     and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
                 touched.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert touched == []
+
+
+def imported_modules(path) -> set:
+    """The pyg_edge modules a file imports (absolute imports, as the project writes them)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("pyg_edge")}
+
+
+def test_generation_imports_nothing_from_chat_or_the_server():
+    """generation/ takes a neutral request (ModelInput); prompt formats are chat/'s."""
+    upward = {f"{path.name}: {name}" for path in (LIBRARY / "generation").glob("*.py")
+              for name in imported_modules(path)
+              if name.startswith(("pyg_edge.chat", "pyg_edge.server", "pyg_edge.cli"))}
+    assert upward == set()

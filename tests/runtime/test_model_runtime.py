@@ -122,7 +122,8 @@ def test_generation_stats_count_tokens_and_the_cached_prefix(tiny_model):
     persona = "Aqua's Persona: A goddess of water.\n<START>\n"
     text = persona + "You: hi\nAqua:"
     count = tiny_model.tokenizer.count(text)
-    list(tiny_model.stream(Prompt(text, static_prefix=persona, token_count=count), GREEDY, max_new_tokens=7))
+    prompt = Prompt(text, static_prefix=persona, token_count=count)
+    list(tiny_model.stream(prompt, GREEDY, max_new_tokens=7))
     stats = tiny_model.last_generation
     assert stats.prompt_tokens == count and 0 < stats.cached_tokens < count
     assert tiny_model.tokenizer.decode(tiny_model.tokenizer.encode(text)[:stats.cached_tokens]) \
