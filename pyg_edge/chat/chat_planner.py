@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pyg_edge.chat.characters import USER
 from pyg_edge.chat.messages import CONTINUE, IMPERSONATE, ChatParts
 from pyg_edge.chat.prompt import Prompt, build_prompt
-from pyg_edge.chat.smart_context import DEFAULT_FRACTION, history_budget
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION, FULL_SHARE, history_budget
 
 # Past this many tokens after the cached block, a turn freezes a new block (one slow turn)
 # so that the next turns stay fast.
@@ -49,6 +49,13 @@ class _Conversation:
     card: tuple
     block: tuple = ()
     cut: bool = False  # the history was cut deep (the block ends where the cut kept)
+
+    def trimmed_into(self, history: list) -> bool:
+        """Whether history starts inside the block: a client dropped its oldest messages,
+        the first of the block among them, and kept the rest of the block."""
+        size = len(self.block)
+        return any(history[:size - k] == list(self.block[k:]) for k in range(1, size)
+                   if history and self.block[k] == history[0])
 
     def start_in(self, history: list) -> int | None:
         """Where the block starts in history (0 for none), or None when it is not there."""
@@ -110,9 +117,16 @@ class ChatPlanner:
             return build_prompt(parts.character, history, parts.message, self.count,
                                 max_context - slack, max_new_tokens, first_message, frozen)
 
-        prompt = build(first, len(chat.block))
-        if prompt.dropped_messages > first:  # the history outgrew the context
-            first = self._deep_cut(build, len(history), max_context - max_new_tokens)
+        # A client that trims a full chat itself (SillyTavern drops its oldest messages
+        # each turn: the history now starts inside the block) is cut deep too, or every
+        # turn would read its whole prompt; a short one was shortened on purpose.
+        trimmed = first is None
+        first = first or 0
+        prompt = build(first, 0 if trimmed else len(chat.block))
+        room = max_context - max_new_tokens
+        if (trimmed and prompt.token_count >= FULL_SHARE * room) or (
+                prompt.dropped_messages > first):
+            first = self._deep_cut(build, len(history), room)
             chat.cut = True
             prompt = build(first, len(history) - first)
         elif (prompt.token_count - self.count(prompt.static_prefix)
@@ -134,10 +148,14 @@ class ChatPlanner:
         return self.prefill_chunk or max_context
 
     def _conversation(self, parts: ChatParts) -> tuple:
-        """(The conversation parts continue, where its block starts), a new one if none."""
-        card = _card_key(parts)
+        """(The conversation parts continue, where its block starts or None where the
+        client trimmed the history into it); a new conversation (block at 0) if none."""
+        card, history = _card_key(parts), parts.history
         for chat in reversed(self._conversations):
-            if chat.card == card and (start := chat.start_in(parts.history)) is not None:
+            if chat.card != card:
+                continue
+            start = chat.start_in(history)
+            if start is not None or chat.trimmed_into(history):
                 self._conversations.remove(chat)
                 self._conversations.append(chat)
                 return chat, start

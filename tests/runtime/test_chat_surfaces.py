@@ -274,3 +274,32 @@ def _try(call, *args):
     except Exception as error:  # noqa: BLE001  returned for the assertion
         return error
     return None
+
+
+def test_a_client_that_trims_its_full_chat_reads_only_new_lines_between_cuts(demo_pyg_model):
+    """SillyTavern's Chat Completion drops its oldest messages once its context is full:
+    the planner cuts deep, and finds its kept block in the next requests until the client's
+    trimming reaches it (on the demo's 512 tokens, a cut every third turn; reading every
+    prompt whole, 15 of these 20 turns read everything)."""
+    from pyg_edge.chat.completions import Completions
+
+    completions, count = Completions(demo_pyg_model), demo_pyg_model.tokenizer.count
+    card = "\n".join([f"Robin's Persona: {ROBIN.persona}", "<START>", *ROBIN.example_dialogue])
+    chat, full_reads, turns, reply = history(2), 0, 20, 4
+    for turn in range(turns):
+        message = f"Tell me about day {turn}, please."
+        kept = list(chat)
+        while count("\n".join([card, *(m.render() for m in kept), f"You: {message}"])) > (
+                demo_pyg_model.context_length - reply - 8):
+            kept.pop(0)  # the client's own budget: its context less the reply
+        stream = completions.create_chat_completion(openai_messages(kept, message), OPTIONS,
+                                                    max_new_tokens=reply)
+        stream.text()
+        stats = stream.stats
+        if stats.read_tokens == stats.prompt_tokens:
+            full_reads += 1
+        else:
+            assert stats.read_tokens == stats.prompt_tokens - stats.cached_tokens
+        chat += [Message("You", message, True),
+                 Message("Robin", f"Day {turn} was sunny. {SENTENCE}".strip())]
+    assert full_reads <= 8, f"{full_reads} of {turns} turns read their whole prompt"
