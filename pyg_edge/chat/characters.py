@@ -3,14 +3,18 @@
 import base64
 import binascii
 import json
+import logging
 import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyg_edge.chat.card_fields import spec_fields
+from pyg_edge.chat.lorebook import Lorebook
 from pyg_edge.errors import CharacterError
 
+logger = logging.getLogger("pyg_edge")
 USER = "You"  # Pygmalion was trained with the user always named "You"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHAR_PLACEHOLDER = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
@@ -27,6 +31,15 @@ class Character:
       scenario: The situation of the chat.
       greeting: The character's first message.
       example_dialogue: Example chats, one string per <START> block.
+      alternate_greetings: Other first messages the user may open the chat with.
+      creator_notes: The author's notes for users (never in prompts, by the spec).
+      system_prompt: The card's system prompt (Pygmalion's format has none: see notice).
+      post_history_instructions: The card's instructions after the chat (see notice).
+      book: The card's lorebook (character_book), or None.
+      metadata: (field, text) pairs kept out of prompts, as the spec asks: creator,
+        character_version, tags, source, dates.
+      notice: What the card holds that pyg-edge reads but does not apply, in one line
+        ("" when nothing); load_character logs it.
     """
 
     name: str
@@ -34,6 +47,18 @@ class Character:
     scenario: str = ""
     greeting: str = ""
     example_dialogue: tuple = field(default_factory=tuple)
+    alternate_greetings: tuple = ()
+    creator_notes: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    book: Lorebook | None = None
+    metadata: tuple = ()
+    notice: str = ""
+
+    @property
+    def greetings(self) -> tuple:
+        """Every first message the chat can open with: the greeting, then the others."""
+        return tuple(g for g in (self.greeting, *self.alternate_greetings) if g)
 
 
 def load_character(path) -> Character:
@@ -62,11 +87,17 @@ def character_from_bytes(raw: bytes, source: str = "card") -> Character:
 
 
 def character_from_card(card, source: str = "card") -> Character:
-    """Builds a Character from a parsed card of any supported format."""
+    """Builds a Character from a parsed card of any supported format.
+
+    A V2/V3 card's fields beyond V1's six are read too (card_fields); what of them is not
+    applied is named in the Character's notice, which is logged once here.
+    """
     if not isinstance(card, dict):
         raise CharacterError(f"{source} is not a character card (expected a JSON object)")
-    if str(card.get("spec", "")).startswith("chara_card_v") and isinstance(card.get("data"), dict):
-        card = card["data"]
+    spec = str(card.get("spec", ""))
+    data = card.get("data")
+    if spec.startswith("chara_card_v") and isinstance(data, dict):
+        card = data
     if "char_name" in card:  # Pygmalion / gradio
         fields = (card.get("char_name"), card.get("char_persona"), card.get("world_scenario"),
                   card.get("char_greeting"), card.get("example_dialogue"))
@@ -78,8 +109,25 @@ def character_from_card(card, source: str = "card") -> Character:
     name = _clean(fields[0])
     if not name:
         raise CharacterError(f"{source} has no character name (char_name or name)")
-    persona, scenario, greeting, examples = (fill_placeholders(_clean(f), name) for f in fields[1:])
-    return Character(name, persona, scenario, greeting, _example_blocks(examples))
+    # V3: {{char}} stands for the nickname where the card has one.
+    said = _clean(card.get("nickname") if isinstance(card.get("nickname"), str) else "") or name
+    persona, scenario, greeting, examples = (fill_placeholders(_clean(f), said)
+                                             for f in fields[1:])
+    extra = {}
+    if card is data:
+        extra = spec_fields(data, spec, card.get("spec_version"), _clean,
+                            lambda text: fill_placeholders(text, said))
+        extra["notice"] = _notice(source, name, extra["notice"])
+        if extra["notice"]:
+            logger.info("%s", extra["notice"])
+    return Character(name, persona, scenario, greeting, _example_blocks(examples), **extra)
+
+
+def _notice(source: str, name: str, unapplied: list) -> str:
+    """One line naming what the card holds but pyg-edge does not apply."""
+    if not unapplied:
+        return ""
+    return f"{name} ({source}): read but not applied: " + "; ".join(unapplied)
 
 
 def _utf8(raw: bytes, path: Path) -> str:
