@@ -70,6 +70,24 @@ class ChatSession:
             greeting = [Message(character.name, character.greeting)] if character.greeting else []
             self.history = greeting
 
+    def use_greeting(self, index: int) -> str:
+        """Opens the chat with character.greetings[index] (0: the greeting, then the
+        card's alternate greetings) while the chat has gone no further than its opening.
+
+        Returns:
+          The greeting now opening the chat.
+
+        Raises:
+          ValueError: no such greeting, or the user has already spoken.
+        """
+        greetings = self.character.greetings
+        if not 0 <= index < len(greetings):
+            raise ValueError(f"greeting {index} does not exist: 0 to {len(greetings) - 1}")
+        if len(self.history) > 1 or any(m.is_user for m in self.history):
+            raise ValueError("the chat has begun: a greeting can only be chosen first")
+        self.history = [Message(self.character.name, greetings[index])]
+        return greetings[index]
+
     def send(self, text: str, cancel=None, replies: int | None = None) -> CompletionStream:
         """Adds the user's message and streams the character's reply.
 
