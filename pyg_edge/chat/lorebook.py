@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 DEFAULT_SCAN_DEPTH = 2  # SillyTavern's default World Info scan depth
 DEFAULT_DEPTH = 4  # SillyTavern's default depth for entries placed in the chat
+DEFAULT_BUDGET_SHARE = 0.25  # SillyTavern's default World Info budget: 25% of the context
 LOGICS = ("AND_ANY", "NOT_ALL", "NOT_ANY", "AND_ALL")  # SillyTavern's selectiveLogic 0..3
 POSITIONS = ("before_char", "after_char", "at_depth")
 _REGEX_KEY = re.compile(r"^/(.+)/([a-z]*)$", re.DOTALL)
@@ -139,6 +140,14 @@ class LoreScan:
     over_budget: tuple = ()
     missed_roll: tuple = ()
     tokens: int = 0
+
+
+def lore_budget(book: Lorebook, context_length: int) -> int:
+    """The most tokens of lore: the book's token_budget, else a quarter of the context
+    (SillyTavern's default), so a large book cannot crowd the chat out."""
+    if book.token_budget is not None:
+        return book.token_budget
+    return int(context_length * DEFAULT_BUDGET_SHARE)
 
 
 def activate(book: Lorebook, messages: list, count_tokens: Callable[[str], int],
