@@ -77,13 +77,17 @@ def load_character(path) -> Character:
 
 def character_from_bytes(raw: bytes, source: str = "card") -> Character:
     """Builds a Character from the bytes of a .json or .png card (e.g. an upload)."""
+    return character_from_card(card_from_bytes(raw, source), Path(source).name)
+
+
+def card_from_bytes(raw: bytes, source: str = "card"):
+    """The parsed JSON of a .json or .png card, as its author wrote it."""
     path = Path(source)
     text = _png_card_text(raw, path) if raw.startswith(_PNG_SIGNATURE) else _utf8(raw, path)
     try:
-        card = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise CharacterError(f"character card {path.name} is not valid JSON: {error}") from None
-    return character_from_card(card, path.name)
 
 
 def character_from_card(card, source: str = "card") -> Character:
