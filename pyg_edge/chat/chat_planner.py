@@ -29,6 +29,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from pyg_edge.chat.characters import USER
+from pyg_edge.chat.lore_placement import DEFAULT_PLACEMENT, plan_lore
 from pyg_edge.chat.messages import CONTINUE, IMPERSONATE, ChatParts
 from pyg_edge.chat.prompt import Prompt, build_prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION, FULL_SHARE, history_budget
@@ -77,9 +78,12 @@ class ChatPlanner:
         follows the block may grow to this.
       smart_context: The share of the history room a deep cut keeps (0: cut as little as
         fits, the block then moving on every UNCACHED_TAIL_TOKENS).
+      lore_placement: Where a card's activated lorebook entries go (chat.lore_placement).
     """
 
-    def __init__(self, count, prefill_chunk: int = 0, smart_context: float = DEFAULT_FRACTION):
+    def __init__(self, count, prefill_chunk: int = 0, smart_context: float = DEFAULT_FRACTION,
+                 lore_placement: str = DEFAULT_PLACEMENT):
+        self.lore_placement = lore_placement
         self.count = count
         self.prefill_chunk = prefill_chunk
         self.smart_context = smart_context
@@ -111,11 +115,15 @@ class ChatPlanner:
 
     def _plan(self, parts: ChatParts, max_context: int, max_new_tokens: int) -> Prompt:
         history = parts.history
+        lore = plan_lore(parts.character, history, parts.message, self.count, max_context,
+                         self.lore_placement)
+        parts = replace(parts, character=lore.character)  # persona lore changes the card
         chat, first = self._conversation(parts)
 
         def build(first_message: int, frozen: int, slack: int = 0) -> Prompt:
             return build_prompt(parts.character, history, parts.message, self.count,
-                                max_context - slack, max_new_tokens, first_message, frozen)
+                                max_context - slack, max_new_tokens, first_message, frozen,
+                                lore.lines, lore.depth)
 
         # A client that trims a full chat itself (SillyTavern drops its oldest messages
         # each turn: the history now starts inside the block) is cut deep too, or every

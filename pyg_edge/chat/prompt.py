@@ -79,6 +79,8 @@ def build_prompt(
     max_new_tokens: int,
     first_message: int = 0,
     static_messages: int = 0,
+    lore: tuple = (),
+    lore_depth: int = 0,
 ) -> Prompt:
     """Assembles the prompt for the character's next reply, fitted to the context.
 
@@ -95,6 +97,9 @@ def build_prompt(
       first_message: Leave out history before this index, fit or not.
       static_messages: Also count this many history messages from first_message on as
         part of the static prefix, when all of them are in the prompt.
+      lore: Lorebook text for the chat (chat.lore_placement), always kept: it goes
+        lore_depth messages before the reply, but after the static prefix's messages.
+      lore_depth: See lore.
 
     Raises:
       PromptTooLongError: persona, scenario and message alone do not fit.
@@ -103,10 +108,11 @@ def build_prompt(
     header = _header_lines(character)
     turn = ([Message(USER, message, is_user=True).render()] if message is not None else [])
     turn.append(f"{character.name}:")
-    fixed = count_tokens("\n".join(header + ["<START>"] + turn))
+    fixed = count_tokens("\n".join(header + ["<START>"] + list(lore) + turn))
     if fixed > budget:
         raise PromptTooLongError(
-            f"persona, scenario and message are {fixed} tokens; the context is {max_context} "
+            f"persona, scenario{', lore' if lore else ''} and message are {fixed} tokens; "
+            f"the context is {max_context} "
             f"with {max_new_tokens} kept for the reply: shorten them or lower max_new_tokens"
         )
     examples = _fit_examples(character.example_dialogue, count_tokens, budget - fixed)
@@ -114,13 +120,18 @@ def build_prompt(
     rendered = [m.render() for m in history[first_message:]]
     kept = _fit_newest(rendered, count_tokens, budget - fixed - _cost(examples, count_tokens))
     # Lines counted apart can merge at their joins; trim further on the rare overshoot.
-    while (tokens := count_tokens(_join(static, rendered[len(rendered) - kept:], turn))) > budget:
+    while (tokens := count_tokens(_join(static, rendered[len(rendered) - kept:] + list(lore),
+                                        turn))) > budget:
         if not kept:
             break
         kept -= 1
     chat = rendered[len(rendered) - kept:]
     frozen = static_messages if 0 < static_messages <= len(chat) == len(rendered) else 0
     static_lines = static + (["<START>"] + chat[:frozen] if frozen else [])
+    if lore:
+        at = max(frozen, len(chat) - lore_depth)
+        chat = chat[:at] + list(lore) + chat[at:]
+        tokens = count_tokens(_join(static, chat, turn))
     return Prompt(
         text=_join(static, chat, turn),
         stop_strings=stop_strings(character, history),

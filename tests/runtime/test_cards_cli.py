@@ -51,10 +51,14 @@ def test_chat_opens_with_a_chosen_greeting_and_shows_the_notice(model, card, tmp
 
 
 def test_prompt_lore_lists_activated_entries_and_why_on_stderr(model, card):
-    result = invoke("prompt", model, "-c", card, "-m", "Is the guild in Axel?", "--lore")
+    result = invoke("prompt", model, "-c", card, "-m", "Is the guild in Axel?", "--lore",
+                    "--max-new-tokens", "40")
     assert result.exit_code == 0, result.output
     lore = result.stderr[result.stderr.index("(lore:"):].splitlines()
     assert lore[0].startswith("(lore: 2 of 3 entries activated, ")
     assert lore[1:] == ["  Truth: constant", "  Axel: key 'axel' in message 0",
                         "  Guild: lost its 0% roll (key 'guild' in message 0)"]
     assert "lore" not in result.stdout and result.stdout.startswith("Aqua's Persona:")
+    # What activated is in the prompt, in insertion order, before the last messages.
+    assert "Aqua is useless.\nAxel is a town of beginners.\n" in result.stdout
+    assert "frogs" not in result.stdout

@@ -53,6 +53,10 @@ def test_the_page_sends_the_card_back_with_its_options(recorded):
     server.events("/api/pyg-edge/chat/stream", {
         "character": aqua, "history": [], "message": "Hi", "max_new_tokens": 900})
     assert model.options.max_new_tokens == 40  # never past serve --max-length
+    assert "Aqua loves the sea." not in str(model.prompt)
+    server.events("/api/pyg-edge/chat/stream", {
+        "character": aqua, "history": [], "message": "The sea?", "max_new_tokens": 4})
+    assert "Aqua loves the sea." in str(model.prompt)  # the card's lorebook, applied
 
 
 @pytest.mark.parametrize("character, fragment", [
