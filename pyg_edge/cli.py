@@ -8,12 +8,11 @@ import sys
 import click
 
 from pyg_edge import demo
-from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.chat_planner import plan_first_turn
-from pyg_edge.chat.lorebook import lore_budget, scan
 from pyg_edge.chat.prompt import PYGMALION_BANNED
 from pyg_edge.chat.session import ChatSession, read_chat
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
+from pyg_edge.cli_cards import choose_greeting, load_card, tell_greetings, tell_lore
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.cpu.setup import prepare
@@ -25,8 +24,7 @@ from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
 
-CHAT_HELP = ("Commands: /regen, /undo, /greeting [N], /save FILE, /load FILE, /quit (or end "
-             "of input).")
+CHAT_HELP = "Commands: /regen, /undo, /greeting [N], /save FILE, /load FILE, /quit or end of input."
 
 
 @click.group()
@@ -127,8 +125,7 @@ def chat(model_path, card, history, replies, device, compute_type, threads, allo
     """
     with _user_errors():
         model_path = model_path or _demo_model()
-        character = load_character(card or demo.DEMO_CHARACTER)
-        _show_notice(character)
+        character = load_card(card or demo.DEMO_CHARACTER)
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed,
@@ -146,13 +143,11 @@ def chat(model_path, card, history, replies, device, compute_type, threads, allo
 @click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) before it.")
 @click.option("--max-context", type=int, help="Context in tokens [default: the model's].")
 @click.option("--max-new-tokens", type=int, default=196, show_default=True)
-@click.option("--lore", is_flag=True,
-              help="List the card's lorebook entries this chat activates, and why, on stderr.")
+@click.option("--lore", is_flag=True, help="List the lorebook entries that activate, and why.")
 def prompt(model_path, card, message, history, max_context, max_new_tokens, lore):
     """Print exactly the prompt the model would get; nothing else goes to stdout."""
     with _user_errors():
-        character = load_character(card)
-        _show_notice(character)
+        character = load_card(card)
         metadata = read_metadata(model_path)
         tokenizer = TextTokenizer.from_model_folder(model_path)
         messages = read_chat(history, character.name) if history else []
@@ -160,8 +155,7 @@ def prompt(model_path, card, message, history, max_context, max_new_tokens, lore
         built = plan_first_turn(character, messages, message, tokenizer.count,
                                 context, max_new_tokens, metadata.get("prefill_chunk", 0))
     if lore:
-        chat = [m.render() for m in messages] + [f"You: {message}"]
-        _show_lore(character, chat, tokenizer.count, context)
+        tell_lore(character, messages, message, tokenizer.count, context)
     click.echo(built.text)
 
 
@@ -272,9 +266,7 @@ def _chat_loop(session: ChatSession) -> None:
         click.echo(CHAT_HELP, err=True)
     if session.history and not session.history[-1].is_user:
         click.echo(f"{name}: {session.history[-1].text}")
-    if len(session.history) == 1 and len(session.character.greetings) > 1:
-        click.echo(f"({len(session.character.greetings)} greetings: /greeting lists them, "
-                   "/greeting N chooses one)", err=True)
+    tell_greetings(session)
     while True:
         try:
             line = input("You: " if interactive else "")
@@ -296,7 +288,7 @@ def _chat_command(session: ChatSession, line: str):
     if command == "/regen":
         _show_reply(session.character.name, session.regenerate)
     elif command == "/greeting":
-        _choose_greeting(session, argument.strip())
+        choose_greeting(session, argument.strip())
     elif command == "/undo":
         removed = session.undo()
         click.echo(f"(removed {len(removed)} messages)", err=True)
@@ -306,46 +298,6 @@ def _chat_command(session: ChatSession, line: str):
     else:
         click.echo(CHAT_HELP, err=True)
     return None
-
-
-def _choose_greeting(session: ChatSession, argument: str) -> None:
-    """/greeting lists the card's greetings; /greeting N opens the chat with the N-th."""
-    greetings = session.character.greetings
-    if not argument:
-        for number, text in enumerate(greetings):
-            click.echo(f"  {number}: {text[:70]}{'…' if len(text) > 70 else ''}", err=True)
-        return
-    try:
-        text = session.use_greeting(int(argument))
-    except ValueError as error:
-        message = str(error) if argument.isdigit() else f"expected 0 to {len(greetings) - 1}"
-        click.echo(f"({message})", err=True)
-        return
-    click.echo(f"{session.character.name}: {text}")
-
-
-def _show_notice(character) -> None:
-    """The card's load notice: what it holds that pyg-edge reads but does not apply."""
-    if character.notice:
-        click.echo(f"({character.notice})", err=True)
-
-
-def _show_lore(character, chat: list, count_tokens, context: int) -> None:
-    """Each activated lorebook entry and why, then those the budget or a roll left out."""
-    if character.book is None:
-        click.echo("(lore: the card has no lorebook)", err=True)
-        return
-    found = scan(character.book, chat, count_tokens, lore_budget(character.book, context))
-    click.echo(f"(lore: {len(found.activated)} of {len(character.book.entries)} entries "
-               f"activated, {found.tokens} tokens)", err=True)
-    for activation in found.activated:
-        click.echo(f"  {activation.entry.name}: {activation.reason}", err=True)
-    for activation in found.over_budget:
-        click.echo(f"  {activation.entry.name}: over the lore budget ({activation.reason})",
-                   err=True)
-    for activation in found.missed_roll:
-        click.echo(f"  {activation.entry.name}: lost its {activation.entry.probability:g}% "
-                   f"roll ({activation.reason})", err=True)
 
 
 def _show_reply(name: str, start) -> None:

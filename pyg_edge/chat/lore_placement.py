@@ -77,3 +77,22 @@ def plan_lore(character: Character, history: list, message: str | None, count,
     depths = [e.depth if e.position == "at_depth" else DEFAULT_DEPTH for e in in_chat]
     return LorePlan(character, tuple(e.content for e in in_chat),
                     min(depths, default=DEFAULT_DEPTH), activations)
+
+
+def explain_lore(character: Character, history: list, message: str | None, count,
+                 max_context: int) -> str:
+    """Lines saying which lorebook entries a chat activates and why, and which matched but
+    were left out (over the lore budget, or a lost probability roll): `pyg-edge prompt
+    --lore`."""
+    book = character.book
+    if book is None:
+        return "(lore: the card has no lorebook)"
+    chat = [m.render() for m in history] + ([f"{USER}: {message}"] if message is not None else [])
+    found = scan(book, chat, count, lore_budget(book, max_context))
+    lines = [f"(lore: {len(found.activated)} of {len(book.entries)} entries activated, "
+             f"{found.tokens} tokens)"]
+    lines += [f"  {a.entry.name}: {a.reason}" for a in found.activated]
+    lines += [f"  {a.entry.name}: over the lore budget ({a.reason})" for a in found.over_budget]
+    lines += [f"  {a.entry.name}: lost its {a.entry.probability:g}% roll ({a.reason})"
+              for a in found.missed_roll]
+    return "\n".join(lines)
