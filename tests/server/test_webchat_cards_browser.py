@@ -103,6 +103,10 @@ def test_picture_greetings_options_and_a_reload(served, tmp_path, shots):
         # An alternate greeting opens the chat.
         greeting = Select(browser.find_element(By.ID, "greeting"))
         assert len(greeting.options) == 3
+        browser.find_element(By.ID, "regen").click()  # before the chat: the next greeting
+        assert texts(browser) == ["Seraphina\n*She smiles.* Welcome back, You."]
+        greeting.select_by_index(2)
+        assert texts(browser) == ["Seraphina\nWho goes there?"]
         greeting.select_by_index(1)
         assert texts(browser) == ["Seraphina\n*She smiles.* Welcome back, You."]
         # Reply length and temperature go with the turn.
