@@ -1,6 +1,6 @@
 """Where a chat's activated lore goes in Pygmalion's prompt (the chat planner asks here).
 
-Two places, measured on the demo model in docs/cards.md:
+Two places, measured in docs/cards.md (the demo model, and planned at the 2.7B shape):
 
 - "depth" (the default): in the chat, `depth` messages before the reply (the entry's
   depth, SillyTavern's 4 by default), yet never inside the cached block of older messages
@@ -8,7 +8,7 @@ Two places, measured on the demo model in docs/cards.md:
   turns it is active, and the cached prefix (card, examples, frozen block) stays.
 - "persona": with the card, as SillyTavern places before_char/after_char entries: before
   or after the persona. Each change of the active entries changes the prompt's first line,
-  so that turn reads the whole prompt again.
+  so that turn reads the whole prompt again (unless the cache still holds that prefix).
 
 Entries marked at a depth (SillyTavern's position 4, the V3 @@depth decorator) go into the
 chat with either placement. The chat lore goes in as one block at the smallest depth its
