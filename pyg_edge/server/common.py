@@ -33,7 +33,8 @@ def limits(request) -> Limits:
     """What the model and the server's settings allow a request."""
     model, settings = request.app[MODEL], request.app[SETTINGS]
     return Limits(model.context_length, settings.max_length, len(model.tokenizer.vocabulary),
-                  settings.user_line_stop)
+                  settings.user_line_stop, settings.max_stops, settings.max_bans,
+                  settings.max_phrase_chars)
 
 
 def completions(request) -> Completions:

@@ -55,7 +55,7 @@ def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Com
         seed=first_field(body, ("sampler_seed", "seed"), int),  # -1 or absent: random
         stop=string_list(body, "stop_sequence") + string_list(body, "stopping_strings"),
     )
-    options = apply_client_settings(body, options, limits.vocab_size, notes)
+    options = apply_client_settings(body, options, limits, notes)
     return Completion(
         prompt=field(body, "prompt", str, required=True),
         options=options,

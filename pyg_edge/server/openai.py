@@ -75,7 +75,7 @@ def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
         seed=first_field(body, ("seed", "sampler_seed"), int),
         stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
     )
-    options = apply_client_settings(body, options, limits.vocab_size, notes)
+    options = apply_client_settings(body, options, limits, notes)
     n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
     options = options.with_overrides(top_logprobs=requested_top(body, notes, n))
     for name in _NOT_HONOURED:

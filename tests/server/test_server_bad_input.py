@@ -51,7 +51,9 @@ def test_an_unknown_charset_is_a_400(server):
 
 @pytest.mark.parametrize("field, value", [
     ("logit_bias", {"\u00b2": -100}), ("logit_bias", {"50256": 10**400}),
-    ("custom_token_bans", "1,\u00b2"), ("no_repeat_ngram_size", 10**30)])
+    ("custom_token_bans", "1,\u00b2"), ("no_repeat_ngram_size", 10**30),
+    ("custom_token_bans", "--5"), ("custom_token_bans", ["--5"]), ("logit_bias", {"--5": -100}),
+    ("logit_bias", [["--5", False]]), ("stop", ["x"] * 100), ("banned_strings", ["b"] * 5000)])
 def test_odd_token_ids_and_huge_numbers_never_break_a_reply(server, field, value):
     for path, body in [("/api/v1/generate", {"prompt": "You: Hi!\nAqua:", "max_length": 4}),
                        ("/v1/completions", {"prompt": "Hi", "max_tokens": 4, "stream": True})]:
