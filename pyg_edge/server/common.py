@@ -19,9 +19,6 @@ from pyg_edge.server.options import Limits
 from pyg_edge.server.params import BadRequest
 from pyg_edge.server.settings import ServerSettings
 
-# A streamed reply whose client reads nothing for this long is cancelled: its socket buffer
-# stays full, and the generation would go on for nobody.
-WRITE_TIMEOUT_S = 15.0
 MODEL = web.AppKey("model", PygModel)
 COMPLETIONS = web.AppKey("completions", Completions)
 GENERATIONS = web.AppKey("generations", Generations)
@@ -106,8 +103,12 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
 
+    # A client that reads nothing for write_timeout is cut off: its socket buffer stays
+    # full, and the generation would go on for nobody.
+    timeout = request.app[SETTINGS].write_timeout
+
     async def send(data):
-        await asyncio.wait_for(response.write(sse(data, name)), WRITE_TIMEOUT_S)
+        await asyncio.wait_for(response.write(sse(data, name)), timeout)
 
     try:
         await response.prepare(request)
