@@ -38,6 +38,30 @@ def completions(request) -> Completions:
     return request.app[COMPLETIONS]
 
 
+async def off_loop(function, *args, **kwargs):
+    """function(*args, **kwargs) in a worker thread: tokenizing or fitting a big body (or
+    reading a card) takes seconds, and on the event loop it would stall every client."""
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+async def encode(request, text: str, pieces: bool = False) -> list:
+    """text's token ids (pieces: {id, piece} pairs), counted off the event loop.
+
+    Raises:
+      BadRequest: more than the server's max_tokenize_tokens.
+    """
+    tokenizer, most = request.app[MODEL].tokenizer, request.app[SETTINGS].max_tokenize_tokens
+
+    def tokens():
+        ids = tokenizer.encode(text)
+        if len(ids) > most:
+            raise BadRequest(f"the text is {len(ids)} tokens: at most {most} are counted "
+                             "per call (serve --max-tokenize-tokens)")
+        return [{"id": i, "piece": tokenizer.decode([i])} for i in ids] if pieces else ids
+
+    return await off_loop(tokens)
+
+
 async def json_body(request) -> dict:
     """The request's body as a JSON object; every way a body can be bad is a 400.
 
@@ -61,6 +85,11 @@ async def json_body(request) -> dict:
         raise BadRequest("the body holds a lone surrogate (\\ud800-\\udfff): not valid "
                          "Unicode text") from None
     return body
+
+
+async def optional_json_body(request) -> dict:
+    """json_body, or {} for a POST with no body (KoboldCpp's abort as clients send it)."""
+    return await json_body(request) if request.body_exists and await request.read() else {}
 
 
 @contextlib.asynccontextmanager

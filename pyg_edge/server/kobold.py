@@ -14,9 +14,11 @@ from pyg_edge.server.common import (
     NAME,
     SETTINGS,
     completions,
+    encode,
     generate,
     json_body,
     limits,
+    off_loop,
 )
 from pyg_edge.server.options import (
     Completion,
@@ -67,14 +69,14 @@ def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Com
     )
 
 
-def start_generate(request, body) -> tuple:
+async def start_generate(request, body) -> tuple:
     """(Completion, its CompletionStream) for a generate body: the prompt fitted to its
     context, planned as every completion is (pyg_edge.chat.completions)."""
     completion = parse_generate(body, request.app[SETTINGS].defaults, limits(request))
     single_reply(completion.n)
-    stream = completions(request).create_completion(
-        completion.prompt, completion.options, memory=completion.memory,
-        context=completion.context)
+    stream = await off_loop(completions(request).create_completion, completion.prompt,
+                            completion.options, memory=completion.memory,
+                            context=completion.context)
     completion.notes.extend(stream.notes)
     return completion, stream
 
@@ -119,7 +121,7 @@ async def soft_prompt(request):
 
 
 async def generate_text(request):
-    completion, stream = start_generate(request, await json_body(request))
+    completion, stream = await start_generate(request, await json_body(request))
     text = await generate(request, stream, completion.key, completion.options.seed,
                           kobold=True)
     reply = {"results": [{"text": text, "finish_reason": stream.stats.finish_reason}]}
@@ -131,7 +133,7 @@ async def generate_text(request):
 async def legacy_token_count(request):
     """text-generation-webui's legacy token count: {prompt} -> {results: [{tokens}]}."""
     text = field(await json_body(request), "prompt", str, required=True)
-    return web.json_response({"results": [{"tokens": request.app[MODEL].tokenizer.count(text)}]})
+    return web.json_response({"results": [{"tokens": len(await encode(request, text))}]})
 
 
 for _prefix in _PREFIXES:

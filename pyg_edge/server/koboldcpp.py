@@ -16,7 +16,9 @@ from pyg_edge.server.common import (
     GENERATIONS,
     MODEL,
     SETTINGS,
+    encode,
     json_body,
+    optional_json_body,
     stream_sse,
 )
 from pyg_edge.server.kobold import start_generate
@@ -49,7 +51,7 @@ async def preloaded_story(request):
 
 @routes.post("/api/extra/generate/stream")
 async def stream(request):
-    completion, stream = start_generate(request, await json_body(request))
+    completion, stream = await start_generate(request, await json_body(request))
     return await stream_sse(
         request, stream, lambda chunk: {"token": chunk.text, "finish_reason": None},
         completion.key,
@@ -64,15 +66,14 @@ def _finish(reason: str) -> str:
 
 @routes.post("/api/extra/abort")
 async def abort(request):
-    body = await json_body(request) if request.can_read_body else {}
+    body = await optional_json_body(request)
     aborted = request.app[GENERATIONS].abort(field(body, "genkey", str, ""))
     return web.json_response({"success": "true" if aborted else "false", "done": "true"})
 
 
 @routes.post("/api/extra/tokencount")
 async def tokencount(request):
-    text = field(await json_body(request), "prompt", str, required=True)
-    ids = request.app[MODEL].tokenizer.encode(text)
+    ids = await encode(request, field(await json_body(request), "prompt", str, required=True))
     return web.json_response({"value": len(ids), "ids": ids})
 
 
@@ -84,7 +85,7 @@ async def check(request):
     Without a genkey only a generation started without one is shown, so one client
     never reads another's text.
     """
-    body = await json_body(request) if request.method == "POST" and request.can_read_body else {}
+    body = await optional_json_body(request) if request.method == "POST" else {}
     text = request.app[GENERATIONS].text_for(field(body, "genkey", str, ""))
     return web.json_response({"results": [{"text": text}]})
 

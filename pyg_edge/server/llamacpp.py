@@ -14,9 +14,11 @@ from pyg_edge.server.common import (
     NAME,
     SETTINGS,
     completions,
+    encode,
     generate,
     json_body,
     limits,
+    off_loop,
     stream_sse,
 )
 from pyg_edge.server.logprobs import llamacpp_probabilities
@@ -46,13 +48,10 @@ async def tokenize(request):
     """llama.cpp's {content, with_pieces} or vLLM's {prompt}; answers both shapes."""
     body = await json_body(request)
     key = "content" if "content" in body else "prompt"
-    model = request.app[MODEL]
-    ids = model.tokenizer.encode(field(body, key, str, required=True))
-    tokens = ids
-    if field(body, "with_pieces", bool, False):
-        tokens = [{"id": i, "piece": model.tokenizer.decode([i])} for i in ids]
-    return web.json_response({"tokens": tokens, "count": len(ids),
-                              "max_model_len": model.context_length})
+    tokens = await encode(request, field(body, key, str, required=True),
+                          pieces=field(body, "with_pieces", bool, False))
+    return web.json_response({"tokens": tokens, "count": len(tokens),
+                              "max_model_len": request.app[MODEL].context_length})
 
 
 @routes.post("/detokenize")
@@ -82,8 +81,8 @@ async def completion(request):
     parsed = parse_completion(body, request.app[SETTINGS].defaults, limits(request),
                               request.app[SETTINGS].defaults.max_new_tokens)
     single_reply(parsed.n)
-    stream = completions(request).create_completion(parsed.prompt, parsed.options,
-                                                    context=parsed.context)
+    stream = await off_loop(completions(request).create_completion, parsed.prompt,
+                            parsed.options, context=parsed.context)
     parsed.notes.extend(stream.notes)
     seed = parsed.options.seed
     if field(body, "stream", bool, False):

@@ -27,6 +27,7 @@ from pyg_edge.server.common import (
     generate,
     json_body,
     limits,
+    off_loop,
     stream_sse,
 )
 from pyg_edge.server.logprobs import chat_logprobs, requested_top, text_logprobs
@@ -114,8 +115,8 @@ async def models(request):
 async def completions_route(request):
     body = await json_body(request)
     completion = _parse(request, body, default_tokens=16)  # OpenAI's default
-    stream = completions(request).create_completion(
-        completion.prompt, completion.options, context=completion.context, n=completion.n)
+    stream = await off_loop(completions(request).create_completion, completion.prompt,
+                            completion.options, context=completion.context, n=completion.n)
     return await _reply(request, body, "text_completion", stream, completion)
 
 
@@ -125,8 +126,8 @@ async def chat_completions(request):
     body = await json_body(request)
     completion = _parse(request, body, request.app[SETTINGS].defaults.max_new_tokens,
                         prompt="")  # the prompt is built from the messages
-    stream = completions(request).create_chat_completion(
-        body.get("messages"), completion.options,
+    stream = await off_loop(
+        completions(request).create_chat_completion, body.get("messages"), completion.options,
         character=field(body, "character", str, "") or field(body, "char_name", str, ""),
         user_name=field(body, "user_name", str, ""), context=completion.context,
         n=completion.n)

@@ -8,7 +8,14 @@ from pyg_edge.chat.characters import Character, character_from_bytes
 from pyg_edge.chat.prompt import Message, build_prompt
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.stats import PromptNotice
-from pyg_edge.server.common import MODEL, SETTINGS, completions, json_body, stream_sse
+from pyg_edge.server.common import (
+    MODEL,
+    SETTINGS,
+    completions,
+    json_body,
+    off_loop,
+    stream_sse,
+)
 from pyg_edge.server.params import BadRequest, field
 
 routes = web.RouteTableDef()
@@ -17,13 +24,16 @@ routes = web.RouteTableDef()
 @routes.get("/")
 async def page(request):
     text = resources.files("pyg_edge.server").joinpath("webchat.html").read_text("utf-8")
-    return web.Response(text=text, content_type="text/html")
+    # No other site may frame the page (clickjacking its Send and Stop buttons).
+    return web.Response(text=text, content_type="text/html", headers={
+        "Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"})
 
 
 @routes.post("/api/pyg-edge/character")
 async def character_card(request):
     """Parses an uploaded card (the raw bytes of a .json or .png file)."""
-    character = character_from_bytes(await request.read(), request.query.get("name", "card"))
+    character = await off_loop(character_from_bytes, await request.read(),
+                               request.query.get("name", "card"))
     return web.json_response(character.__dict__ | {
         "example_dialogue": list(character.example_dialogue)})
 

@@ -1,0 +1,88 @@
+"""Work a request makes happens off the event loop, and what it may ask is bounded (issue
+37): a big body tokenized or fitted stalls nobody else (finding 4), /tokenize counts at
+most max_tokenize_tokens (5), the page cannot be framed (9)."""
+
+import threading
+import time
+
+import pytest
+
+from support.server_harness import RunningServer
+
+JSON = {"Content-Type": "application/json"}
+BIG = "word " * 2000
+
+
+class SlowTokenizer:
+    """The model's tokenizer, taking a second over a big text (as a 2 MB body does)."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
+
+    def encode(self, text):
+        if len(text) >= len(BIG):
+            time.sleep(1.0)  # the Rust tokenizer lets other threads run meanwhile
+        return self._tokenizer.encode(text)
+
+    def count(self, text):
+        return len(self.encode(text))
+
+
+class SlowTokenizing:
+    def __init__(self, model):
+        self._model, self.tokenizer = model, SlowTokenizer(model.tokenizer)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+@pytest.fixture(scope="module")
+def slow_tokenizing(tiny_model):
+    running = RunningServer(SlowTokenizing(tiny_model), max_length=8, max_tokenize_tokens=5000)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/tokenize", {"content": BIG}), ("/v1/internal/encode", {"text": BIG}),
+    ("/api/extra/tokencount", {"prompt": BIG}),
+    ("/v1/completions", {"prompt": BIG, "max_tokens": 1}),
+    ("/api/v1/generate", {"prompt": BIG, "max_length": 1}),
+])
+def test_a_big_body_is_tokenized_while_other_clients_are_answered(slow_tokenizing, path,
+                                                                   body):
+    big = threading.Thread(target=slow_tokenizing.request, args=("POST", path, body, JSON))
+    big.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert slow_tokenizing.request("GET", "/api/v1/model")[0] == 200
+    waited = time.monotonic() - started
+    big.join(30)
+    assert waited < 0.5, f"{path}: a short request waited {waited:.2f} s"
+
+
+def test_tokenize_counts_at_most_its_limit(slow_tokenizing):
+    status, reply = slow_tokenizing.request("POST", "/tokenize",
+                                            {"content": "a b " * 3000, "with_pieces": True},
+                                            headers=JSON)
+    assert status == 400 and "--max-tokenize-tokens" in reply["error"]["message"]
+    status, reply = slow_tokenizing.request("POST", "/api/v1/token-count",
+                                            {"prompt": "a b " * 3000}, headers=JSON)
+    assert status == 400 and "--max-tokenize-tokens" in reply["detail"]["msg"]
+    status, reply = slow_tokenizing.request("POST", "/tokenize", {"content": "a b"},
+                                            headers=JSON)
+    assert status == 200 and reply["count"] == len(reply["tokens"]) > 0
+
+
+def test_no_other_site_may_frame_the_chat_page(slow_tokenizing):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", slow_tokenizing.port, timeout=10)
+    connection.request("GET", "/")
+    response = connection.getresponse()
+    response.read()
+    assert response.getheader("Content-Security-Policy") == "frame-ancestors 'none'"
+    assert response.getheader("X-Frame-Options") == "DENY"
