@@ -16,6 +16,7 @@ from pyg_edge.server.common import COMPLETIONS, GENERATIONS, MODEL, NAME, SETTIN
 from pyg_edge.server.connections import (
     QuietAcceptErrors,
     bounded_io,
+    quiet_bad_request_logs,
     raise_open_file_limit,
     runner_options,
 )
@@ -77,6 +78,7 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
         logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
                        "without an API key)")
     raise_open_file_limit()
+    quiet_bad_request_logs()
 
     async def quiet_accept_errors(app):
         asyncio.get_running_loop().set_exception_handler(QuietAcceptErrors())

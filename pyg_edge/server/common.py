@@ -14,6 +14,7 @@ from aiohttp import web
 from pyg_edge.chat.completions import Completions
 from pyg_edge.errors import PygEdgeError
 from pyg_edge.generation.model import PygModel
+from pyg_edge.server.error_replies import status_of
 from pyg_edge.server.generations import Generations
 from pyg_edge.server.options import Limits
 from pyg_edge.server.params import BadRequest
@@ -151,8 +152,9 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
             for line in done(stream) if done else ():
                 await send(line)
     except PygEdgeError as error:  # found in the call's turn: the headers are sent already
+        kind = "invalid_request_error" if status_of(error) < 500 else "server_error"
         with contextlib.suppress(ConnectionResetError, asyncio.TimeoutError):
-            await send({"error": {"message": str(error), "type": "invalid_request_error"}})
+            await send({"error": {"message": str(error), "type": kind}})
     except (ConnectionResetError, asyncio.TimeoutError):
         stream.cancel()  # the client left, or reads nothing: stop generating for it
         if request.transport is not None:

@@ -17,9 +17,10 @@ except ImportError:  # Windows: no such limit to raise
     resource = None
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pyg_edge.server.common import SETTINGS
-from pyg_edge.server.middleware import error_response
+from pyg_edge.server.error_replies import error_response
 
 logger = logging.getLogger("pyg_edge")
 # asyncio pauses accept() for a second when the process is out of descriptors, and logs
@@ -106,3 +107,25 @@ def raise_open_file_limit(wanted: int = 65536) -> int:
         logger.info("open file limit raised from %d to %d", soft, target)
         return target
     return soft
+
+
+class OneLinePerBadRequest(logging.Filter):
+    """For aiohttp.server's log: a request that is not HTTP, or a client that left, is one
+    warning line; aiohttp logs each with its traceback (a 19-byte request, 521 bytes)."""
+
+    def filter(self, record) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (HttpProcessingError, ConnectionError)):
+            first = (getattr(error, "message", "") or str(error)).strip().splitlines()
+            record.msg, record.args = "%s: %s", (record.getMessage(),
+                                                  first[0][:120] if first else type(error).__name__)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_bad_request_logs() -> None:
+    """Installs OneLinePerBadRequest on aiohttp.server's logger (once)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, OneLinePerBadRequest) for f in server_log.filters):
+        server_log.addFilter(OneLinePerBadRequest())
