@@ -11,7 +11,7 @@ from aiohttp import web
 from pyg_edge.chat.completions import Completions
 from pyg_edge.generation.model import PygModel
 from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
-from pyg_edge.server.browser_guard import check_host_and_body_type, is_loopback
+from pyg_edge.server.browser_guard import check_host_and_body_type, exposure_warnings
 from pyg_edge.server.common import COMPLETIONS, GENERATIONS, MODEL, NAME, SETTINGS
 from pyg_edge.server.connections import (
     QuietAcceptErrors,
@@ -71,9 +71,8 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
       **model_options: PygModel's (device, compute_type, cpu_threads, ...).
     """
     settings = settings or ServerSettings()
-    if not is_loopback(settings.host) and not settings.api_key:
-        logger.warning("serving on %s without an API key: anyone who reaches it can use it",
-                       settings.host)
+    for warning in exposure_warnings(settings):
+        logger.warning(warning)
     if "*" in settings.cors_origins and not settings.api_key:
         logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
                        "without an API key)")
