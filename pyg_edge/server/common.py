@@ -112,9 +112,29 @@ async def _cancel_on_disconnect(request, stream):
         watcher.cancel()
 
 
+def admit(request, stream) -> None:
+    """Refuses a generation when max_waiting others already wait for the model: each
+    waiting one holds a thread and a connection, and its client would rather retry.
+
+    Raises:
+      web.HTTPServiceUnavailable: the queue is full (503, with Retry-After).
+    """
+    most = request.app[SETTINGS].max_waiting
+    if request.app[GENERATIONS].waiting >= most:
+        stream.close()
+        raise web.HTTPServiceUnavailable(
+            reason=f"{most} requests already wait for the model: try again shortly (serve "
+                   "--max-waiting)", headers={"Retry-After": "5"})
+
+
 async def generate(request, stream, key: str = "", seed=None, kobold: bool = False) -> str:
     """Runs one generation to its end; returns its text (stream.stats has its figures,
-    stream.others the other replies). kobold: started through a KoboldAI route."""
+    stream.others the other replies). kobold: started through a KoboldAI route.
+
+    Raises:
+      web.HTTPServiceUnavailable: the queue is full (admit).
+    """
+    admit(request, stream)
     pieces = []
     async with _cancel_on_disconnect(request, stream):
         async for chunk in request.app[GENERATIONS].run(stream, key, seed, kobold):
@@ -130,6 +150,7 @@ async def stream_sse(request, stream, event, key="", done=None, name=None, notic
     name, when given, goes on every event's `event:` line (KoboldCpp's "message"). notice,
     when given, turns a chunk announcing a long prompt pass into an event of its own.
     """
+    admit(request, stream)  # before the headers: a full queue is a plain 503
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
 

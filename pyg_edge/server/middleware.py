@@ -38,7 +38,10 @@ async def errors_as_json(request, handler):
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return error_response(request.path, error.status, error.reason)
+        response = error_response(request.path, error.status, error.reason)
+        if "Retry-After" in error.headers:
+            response.headers["Retry-After"] = error.headers["Retry-After"]
+        return response
     except ConnectionResetError:
         raise  # the client left: aiohttp drops the connection quietly
     except Exception as error:  # a bug: one line, not a 3 KB traceback per request

@@ -99,8 +99,8 @@ class ServerSettings:
                                   low=0.1)
     idle_timeout: float = option(15.0, "Seconds a connection may stay open with no request "
                                  "under way, or with its headers half sent.", low=0.1)
-    max_waiting: int = option(16, "Generations that may wait for the model at once (more: "
-                              "503 with Retry-After).", low=0)
+    max_waiting: int = option(16, "Generations that may wait for the model at once, besides "
+                              "the one it runs (more: 503 with Retry-After).", low=1)
     max_tokenize_tokens: int = option(32768, "Tokens one tokenize or token-count call may "
                                       "count (more: 400).", low=1)
     defaults: SamplingOptions = field(default_factory=SamplingOptions)

@@ -86,3 +86,32 @@ def test_no_other_site_may_frame_the_chat_page(slow_tokenizing):
     response.read()
     assert response.getheader("Content-Security-Policy") == "frame-ancestors 'none'"
     assert response.getheader("X-Frame-Options") == "DENY"
+
+
+def test_past_max_waiting_a_generation_is_a_503_with_retry_after(tiny_model):
+    """Issue 37, finding 9: the queue had no bound (a thread per waiting request)."""
+    from support.slowed import SlowedModel
+
+    def slow(item):
+        if isinstance(item, str):
+            time.sleep(0.05)
+
+    running = RunningServer(SlowedModel(tiny_model, slow), max_length=60, max_waiting=1)
+    body = {"prompt": "Hi", "max_length": 40, "temperature": 0}
+    try:
+        threads = [threading.Thread(target=running.request,
+                                    args=("POST", "/api/v1/generate", body, JSON))
+                   for _ in range(2)]  # one runs, one waits
+        for thread in threads:
+            thread.start()
+            time.sleep(0.3)
+        status, reply = running.request("POST", "/api/v1/generate", body, JSON)
+        assert status == 503 and "--max-waiting" in reply["detail"]["msg"]
+        status, reply = running.request("POST", "/v1/completions",
+                                        {"prompt": "Hi", "stream": True}, JSON)
+        assert status == 503 and reply["error"]["type"] == "server_error"
+        for thread in threads:
+            thread.join(30)
+        assert running.request("POST", "/api/v1/generate", body, JSON)[0] == 200
+    finally:
+        running.stop()
