@@ -16,8 +16,7 @@ from pyg_edge.errors import PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.server.error_replies import status_of
 from pyg_edge.server.generations import Generations
-from pyg_edge.server.options import Limits
-from pyg_edge.server.params import BadRequest
+from pyg_edge.server.parsing import BadRequest, Completion, Limits, single_reply, token_list
 from pyg_edge.server.settings import ServerSettings
 
 MODEL = web.AppKey("model", PygModel)
@@ -43,6 +42,35 @@ async def off_loop(function, *args, **kwargs):
     """function(*args, **kwargs) in a worker thread: tokenizing or fitting a big body (or
     reading a card) takes seconds, and on the event loop it would stall every client."""
     return await asyncio.to_thread(function, *args, **kwargs)
+
+
+async def start_completion(request, parsed: Completion, single: bool = False):
+    """The CompletionStream of a parsed completion body, its prompt fitted to its context
+    off the event loop (pyg_edge.chat.completions); its notes join the body's.
+
+    Args:
+      single: The route's reply holds one text: n > 1 is refused.
+
+    Raises:
+      BadRequest: single and n > 1.
+    """
+    if single:
+        single_reply(parsed.n)
+    stream = await off_loop(completions(request).create_completion, parsed.prompt,
+                            parsed.options, memory=parsed.memory, context=parsed.context,
+                            n=parsed.n)
+    parsed.notes.extend(stream.notes)
+    return stream
+
+
+async def decode_tokens(request, body: dict) -> str:
+    """The text of a body's `tokens` (a list of token ids), decoded off the event loop.
+
+    Raises:
+      BadRequest: tokens is missing or holds something other than valid ids.
+    """
+    tokenizer = request.app[MODEL].tokenizer
+    return await off_loop(tokenizer.decode, token_list(body, len(tokenizer.vocabulary)))
 
 
 async def encode(request, text: str, pieces: bool = False) -> list:

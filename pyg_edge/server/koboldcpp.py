@@ -10,7 +10,6 @@ import time
 from aiohttp import web
 
 from pyg_edge import __version__
-from pyg_edge.server.client_settings import ignored_settings
 from pyg_edge.server.common import (
     COMPLETIONS,
     GENERATIONS,
@@ -18,11 +17,12 @@ from pyg_edge.server.common import (
     SETTINGS,
     encode,
     json_body,
+    limits,
     optional_json_body,
+    start_completion,
     stream_sse,
 )
-from pyg_edge.server.kobold import start_generate
-from pyg_edge.server.params import field
+from pyg_edge.server.parsing import field, ignored_settings, parse_generate
 
 # Lite sends `memory` apart from the prompt from 1.49, SillyTavern streams from 1.30.
 KOBOLDCPP_VERSION = "1.60.1"
@@ -51,7 +51,9 @@ async def preloaded_story(request):
 
 @routes.post("/api/extra/generate/stream")
 async def stream(request):
-    completion, stream = await start_generate(request, await json_body(request))
+    completion = parse_generate(await json_body(request), request.app[SETTINGS].defaults,
+                                limits(request))
+    stream = await start_completion(request, completion, single=True)
     return await stream_sse(
         request, stream, lambda chunk: {"token": chunk.text, "finish_reason": None},
         completion.key,

@@ -14,7 +14,7 @@ from aiohttp import web
 from pyg_edge.errors import PygEdgeError
 from pyg_edge.server.common import SETTINGS
 from pyg_edge.server.error_replies import error_response, status_of
-from pyg_edge.server.params import BadRequest
+from pyg_edge.server.parsing import BadRequest
 
 _OPEN_PATHS = ("/",)  # the web chat page asks for the key itself
 _NO_KEY = "missing or wrong API key (send Authorization: Bearer KEY)"

@@ -6,9 +6,8 @@ through /v1/internal/encode instead of guessing them.
 
 from aiohttp import web
 
-from pyg_edge.server.common import NAME, encode, json_body
-from pyg_edge.server.llamacpp import decode_ids
-from pyg_edge.server.params import field
+from pyg_edge.server.common import NAME, decode_tokens, encode, json_body
+from pyg_edge.server.parsing import field
 
 routes = web.RouteTableDef()
 
@@ -26,7 +25,7 @@ async def encode_route(request):
 
 @routes.post("/v1/internal/decode")
 async def decode(request):
-    return web.json_response({"text": decode_ids(request, await json_body(request))})
+    return web.json_response({"text": await decode_tokens(request, await json_body(request))})
 
 
 @routes.post("/v1/internal/token-count")

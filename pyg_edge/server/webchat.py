@@ -16,7 +16,7 @@ from pyg_edge.server.common import (
     off_loop,
     stream_sse,
 )
-from pyg_edge.server.params import BadRequest, field
+from pyg_edge.server.parsing import BadRequest, field
 
 routes = web.RouteTableDef()
 

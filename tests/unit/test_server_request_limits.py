@@ -5,10 +5,7 @@ reads them, and each bad one is a BadRequest (a 400), never a crash (a 500)."""
 import pytest
 
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.kobold import parse_generate
-from pyg_edge.server.openai import parse_completion
-from pyg_edge.server.options import Limits
-from pyg_edge.server.params import BadRequest
+from pyg_edge.server.parsing import BadRequest, Limits, parse_completion, parse_generate
 
 LIMITS = Limits(context_length=512, max_new_tokens=100, vocab_size=50257, max_stops=4,
                 max_bans=8, max_phrase_chars=20)

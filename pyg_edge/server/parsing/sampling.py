@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pyg_edge.chat.characters import USER
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.params import BadRequest, Notes
+from pyg_edge.server.parsing.fields import BadRequest, Notes
 
 MIN_PROMPT_ROOM = 16  # as KoboldCpp: a reply may not take the whole context
 _SEED_RANGE = 2**32 - 1  # CTranslate2's seeds are 32-bit; 2**32 - 1 means "unseeded"
@@ -84,7 +84,7 @@ def fit_context(asked: int | None, limits: Limits, notes: Notes, key: str) -> in
 def single_reply(n: int) -> None:
     """Refuses n > 1 on routes whose reply holds one text (KoboldAI, llama.cpp).
 
-    The OpenAI routes return n choices instead (openai.parse_completion checks n there).
+    The OpenAI routes return n choices instead (parse_completion checks n there).
     """
     if n != 1:
         raise BadRequest(f"field 'n' is {n}: this server returns one reply per request "

@@ -24,8 +24,8 @@ import logging
 import re
 
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.options import Limits, check_phrases
-from pyg_edge.server.params import BadRequest, Notes
+from pyg_edge.server.parsing.fields import BadRequest, Notes
+from pyg_edge.server.parsing.sampling import Limits, check_phrases
 
 logger = logging.getLogger("pyg_edge")
 
