@@ -98,8 +98,8 @@ async def perf(request):
     queue = request.app[GENERATIONS]
     record, now = queue.last, time.time()
     stats = record.stats
-    process = stats.first_token_seconds
-    evaluate = max(stats.seconds - process, 0.0)
+    process = stats.first_token_seconds - stats.queued_seconds  # reading, not waiting
+    evaluate = max(stats.seconds - stats.first_token_seconds, 0.0)
     processed = stats.prompt_tokens - stats.cached_tokens
     return web.json_response({
         "last_process": round(process, 3), "last_eval": round(evaluate, 3),

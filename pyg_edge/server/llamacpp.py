@@ -83,8 +83,8 @@ def _chunk(piece, options) -> dict:
 
 def _final(request, text: str, stats, parsed) -> dict:
     """The last (or only) answer of a /completion, with llama.cpp's figures."""
-    process = stats.first_token_seconds
-    evaluate = max(stats.seconds - process, 0.0)
+    process = stats.first_token_seconds - stats.queued_seconds  # reading, not waiting
+    evaluate = max(stats.seconds - stats.first_token_seconds, 0.0)
     reply = {
         "content": text, "stop": True, "model": request.app[NAME],
         "tokens_predicted": stats.new_tokens, "tokens_evaluated": stats.prompt_tokens,

@@ -115,3 +115,32 @@ def test_past_max_waiting_a_generation_is_a_503_with_retry_after(tiny_model):
         assert running.request("POST", "/api/v1/generate", body, JSON)[0] == 200
     finally:
         running.stop()
+
+
+def test_time_waiting_for_the_model_is_not_reported_as_reading_the_prompt(tiny_model):
+    """Issue 37, finding 9: KoboldCpp's last_process and llama.cpp's prompt_ms counted the
+    wait behind another generation, and the learned prompt speed with them."""
+    from support.slowed import SlowedModel
+
+    def slow(item):
+        if isinstance(item, str):
+            time.sleep(0.05)
+
+    running = RunningServer(SlowedModel(tiny_model, slow), max_length=60)
+    try:
+        first = threading.Thread(target=running.request, args=(
+            "POST", "/api/v1/generate", {"prompt": "Hi", "max_length": 40, "temperature": 0,
+                                         "min_length": 40}, JSON))
+        first.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, reply = running.request("POST", "/completion", {
+            "prompt": "Hi", "n_predict": 2, "temperature": 0}, JSON)
+        waited = time.monotonic() - started
+        first.join(30)
+        assert status == 200 and waited > 1.0  # it queued behind 40 slow tokens
+        assert reply["timings"]["prompt_ms"] < 500
+        perf = running.request("GET", "/api/extra/perf")[1]
+        assert perf["last_process"] < 0.5 and perf["last_eval"] < waited
+    finally:
+        running.stop()
