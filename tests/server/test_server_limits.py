@@ -144,3 +144,27 @@ def test_time_waiting_for_the_model_is_not_reported_as_reading_the_prompt(tiny_m
         assert perf["last_process"] < 0.5 and perf["last_eval"] < waited
     finally:
         running.stop()
+
+
+def test_a_card_is_read_while_other_clients_are_answered(slow_tokenizing, monkeypatch):
+    """Issue 37, finding 2: a card's inflate and parse ran on the event loop."""
+    from pyg_edge.server import webchat
+
+    read = webchat.character_from_bytes
+
+    def slow_read(raw, name):
+        time.sleep(1.0)  # zlib lets other threads run while it inflates
+        return read(raw, name)
+
+    monkeypatch.setattr(webchat, "character_from_bytes", slow_read)
+    card = b'{"name": "Aqua"}'
+    upload = threading.Thread(target=slow_tokenizing.request, kwargs=dict(
+        method="POST", path="/api/pyg-edge/character", raw=card,
+        headers={"Content-Type": "application/octet-stream"}))
+    upload.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    assert slow_tokenizing.request("GET", "/api/v1/model")[0] == 200
+    waited = time.monotonic() - started
+    upload.join(30)
+    assert waited < 0.5, f"a short request waited {waited:.2f} s"
