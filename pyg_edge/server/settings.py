@@ -85,7 +85,8 @@ class ServerSettings:
         "share of its newest history, so the next turns read only what is new; 0 turns it "
         "off (every turn re-reads the whole prompt).", low=0.0, high=1.0, max_open=True,
         metavar="FRACTION")
-    max_stops: int = option(16, "Stop strings one request may send (more: 400).", low=1)
+    max_stops: int = option(32, "Stop strings one request may send (more: 400); a group "
+                            "chat sends one per member.", low=1)
     max_bans: int = option(1024, "Banned strings plus banned token ids one request may "
                            "send (more: 400).", low=0)
     max_phrase_chars: int = option(256, "The longest stop or banned string, in characters "

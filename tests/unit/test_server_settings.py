@@ -56,4 +56,4 @@ def test_the_settings_import_without_aiohttp():
             "from pyg_edge.server import ServerSettings; import pyg_edge.cli\n"
             "print(ServerSettings().max_stops)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "16", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "32", done.stderr

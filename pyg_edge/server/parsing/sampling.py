@@ -34,7 +34,7 @@ class Limits:
     max_new_tokens: int
     vocab_size: int
     user_line_stop: bool = True
-    max_stops: int = 16
+    max_stops: int = 32
     max_bans: int = 1024
     max_phrase_chars: int = 256
 
