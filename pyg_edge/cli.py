@@ -1,6 +1,7 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
 import contextlib
+import dataclasses
 import functools
 import signal
 import sys
@@ -11,7 +12,6 @@ from pyg_edge import demo
 from pyg_edge.chat.chat_planner import plan_first_turn
 from pyg_edge.chat.prompt import PYGMALION_BANNED
 from pyg_edge.chat.session import ChatSession, read_chat
-from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cli_cards import choose_greeting, load_card, tell_greetings, tell_lore
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
@@ -22,6 +22,7 @@ from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
+from pyg_edge.server.settings import ServerSettings
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
 
 CHAT_HELP = "Commands: /regen, /undo, /greeting [N], /save FILE, /load FILE, /quit or end of input."
@@ -181,58 +182,49 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
     click.echo()
 
 
+def server_options(command):
+    """`pyg-edge serve`'s flags: one per ServerSettings field, with its default and help."""
+    for setting in reversed(dataclasses.fields(ServerSettings)):
+        if "help" in setting.metadata:
+            command = _server_option(setting)(command)
+    return command
+
+
+def _server_option(setting):
+    meta = dict(setting.metadata)
+    flag = meta.pop("flag", "--" + setting.name.replace("_", "-"))
+    low, high = meta.pop("low", None), meta.pop("high", None)
+    kind = type(setting.default)
+    if low is not None or high is not None:
+        ranged = click.IntRange if kind is int else click.FloatRange
+        meta["type"] = ranged(low, high, max_open=meta.pop("max_open", False))
+    elif "/" not in flag and not meta.get("multiple"):
+        meta["type"] = kind
+    meta.setdefault("show_default", not meta.get("multiple"))
+    return click.option(flag, setting.name, default=setting.default, **meta)
+
+
 @main.command()
 @click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; only this machine can connect by default.")
-@click.option("--port", default=5001, show_default=True, help="KoboldCpp's usual port.")
-@click.option("--api-key", envvar="PYG_EDGE_API_KEY", default="",
-              help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
-@click.option("--max-length", default=512, show_default=True,
-              help="The most new tokens one request gets (more is lowered to this).")
-@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
-              help="Replies the web chat page gets per turn; the extras make its Regenerate "
-                   "instant.")
-@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
-              help="Let browser pages from ORIGIN call the API (repeatable; '*' for any), "
-                   "e.g. https://lite.koboldai.net for KoboldAI Lite's website. Off by default.")
-@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
-              help="Also answer requests that name this host (repeatable); on loopback, "
-                   "only 127.0.0.1, localhost and [::1] are answered by default (a web page "
-                   "cannot rebind its own name to this server).")
-@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
-              help="Reuse the prompt prefix of earlier API requests (a chat's history); "
-                   "--no-prefix-cache saves the memory of a cached prompt (about 1.1 GB at "
-                   "1,700 tokens for Pygmalion 2.7B) and reads every prompt in full.")
-@click.option("--user-line-stop/--no-user-line-stop", default=True, show_default=True,
-              help="End every reply at a line starting with 'You:' (Pygmalion's user), "
-                   "whatever the client asked; turn off for stories with such lines.")
-@click.option("--smart-context", type=click.FloatRange(0, 1, max_open=True),
-              default=DEFAULT_FRACTION, show_default=True, metavar="FRACTION",
-              help="Once a chat fills the frontend's context, keep its card and this share of "
-                   "its newest history, so the next turns read only what is new; 0 turns it "
-                   "off (every turn re-reads the whole prompt).")
+@server_options
 @model_options
-def serve(model_path, host, port, api_key, max_length, replies, cors_origins, allowed_hosts,
-          prefix_cache, user_line_stop, smart_context, device, compute_type, threads,
-          allow_inexact):
+def serve(model_path, device, compute_type, threads, allow_inexact, **settings):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
     """
     try:
-        from pyg_edge.server import ServerSettings
         from pyg_edge.server import serve as run_server
         from pyg_edge.server.cors import check_origins
     except ImportError:
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
     try:
-        cors_origins = check_origins(cors_origins)
+        settings["cors_origins"] = check_origins(settings["cors_origins"])
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
-    settings = ServerSettings(host, port, api_key, max_length, replies, cors_origins,
-                              allowed_hosts, prefix_cache, user_line_stop, smart_context)
+    settings = ServerSettings(**{name: tuple(value) if isinstance(value, list) else value
+                                 for name, value in settings.items()})
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, settings, device=device, compute_type=compute_type,

@@ -17,6 +17,9 @@ from pyg_edge.errors import CharacterError
 logger = logging.getLogger("pyg_edge")
 USER = "You"  # Pygmalion was trained with the user always named "You"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A PNG text chunk inflates to at most this many bytes, as Pillow's MAX_TEXT_CHUNK: a 2 MB
+# zTXt bomb otherwise inflates to gigabytes (CVE-2014-9601 was this bug in Pillow).
+MAX_CARD_TEXT_BYTES = 1024 * 1024
 _CHAR_PLACEHOLDER = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
 _USER_PLACEHOLDER = re.compile(r"\{\{user\}\}|<USER>", re.IGNORECASE)
 
@@ -88,6 +91,8 @@ def card_from_bytes(raw: bytes, source: str = "card"):
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise CharacterError(f"character card {path.name} is not valid JSON: {error}") from None
+    except RecursionError:  # [[[[...: a card is a few levels deep
+        raise CharacterError(f"character card {path.name} is nested too deep") from None
 
 
 def character_from_card(card, source: str = "card") -> Character:
@@ -195,10 +200,25 @@ def _png_text_chunks(raw: bytes, path: Path) -> dict:
 def _chunk_text(kind: bytes, rest: bytes, path: Path) -> bytes:
     try:
         if kind == b"zTXt":
-            return zlib.decompress(rest[1:])
+            return _bounded_inflate(rest[1:], path)
         if kind == b"iTXt":
             compressed, text = rest[0], rest[2:].split(b"\0", 2)[-1]
-            return zlib.decompress(text) if compressed else text
+            return _bounded_inflate(text, path) if compressed else text
     except (zlib.error, IndexError):
         raise CharacterError(f"{path.name} has a corrupt text chunk") from None
     return rest
+
+
+def _bounded_inflate(data: bytes, path: Path) -> bytes:
+    """A zlib stream inflated, refused once it passes MAX_CARD_TEXT_BYTES.
+
+    Raises:
+      CharacterError: it inflates to more.
+      zlib.error: it is not a zlib stream.
+    """
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, MAX_CARD_TEXT_BYTES + 1)
+    if len(text) > MAX_CARD_TEXT_BYTES or inflater.unconsumed_tail:
+        raise CharacterError(f"{path.name} has a text chunk over {MAX_CARD_TEXT_BYTES} bytes "
+                             "inflated: not a character card")
+    return text

@@ -237,6 +237,7 @@ class PygModel:
         try:
             if not self._turns.acquire(call.cancel):
                 return
+            call.stats.queued_seconds = time.monotonic() - call.started
             try:
                 call.state = "running"
                 request = request or prepare()
@@ -259,7 +260,8 @@ class PygModel:
         if call.cancel.is_set():
             stats.finish_reason = "cancelled"
         if stats.new_tokens and stats.first_token_seconds:
-            self.prompt_speed.record(stats.read_tokens, stats.first_token_seconds)
+            self.prompt_speed.record(stats.read_tokens,  # the prompt pass, not the wait
+                                     stats.first_token_seconds - stats.queued_seconds)
 
     def _begin(self, request, call: Call) -> bool:
         """In the call's turn: a new seed reloads the model, the prefix is cached, a long

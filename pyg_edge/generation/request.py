@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pyg_edge.errors import OptionsError, PromptTooLongError
 from pyg_edge.generation.prefill import exact_cut
 from pyg_edge.generation.sampling import SamplingOptions
+from pyg_edge.generation.stopping import StopMatcher
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,12 @@ def banned_sequences(tokenizer, request: Request) -> list:
     it there), and suppressing it would keep the stop from firing: with "<START>" both
     banned and a stop, a model ending its turn with "\\n<START>" was pushed to write
     "\\n<START." and go on.
+
+    Each banned string is read once against all the stops together (not stop by stop), so
+    the work grows with the text of the bans and stops, not with their product.
     """
-    banned = [b for b in request.options.banned if not any(s in b for s in request.stops)]
+    stops = StopMatcher(request.stops)
+    banned = [b for b in dict.fromkeys(request.options.banned) if not stops.occurs_in(b)]
     variants = {tuple(tokenizer.encode(p + s)) for s in banned for p in ("", " ")}
     variants |= {(i,) for i in request.options.banned_ids}
     return [tokenizer.tokens(list(v)) for v in variants if v]

@@ -15,8 +15,8 @@ from pyg_edge.chat.prompt import Message
 from pyg_edge.errors import CharacterError
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.stats import PromptNotice
-from pyg_edge.server.common import SETTINGS, completions, json_body, stream_sse
-from pyg_edge.server.params import BadRequest, field
+from pyg_edge.server.common import SETTINGS, completions, json_body, off_loop, stream_sse
+from pyg_edge.server.parsing import BadRequest, field
 
 routes = web.RouteTableDef()
 
@@ -24,12 +24,14 @@ routes = web.RouteTableDef()
 @routes.get("/")
 async def page(request):
     text = resources.files("pyg_edge.server").joinpath("webchat.html").read_text("utf-8")
-    return web.Response(text=text, content_type="text/html")
+    # No other site may frame the page (clickjacking its Send and Stop buttons).
+    return web.Response(text=text, content_type="text/html", headers={
+        "Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"})
 
 
 @routes.post("/api/pyg-edge/character")
 async def character_card(request):
-    """Parses an uploaded card (the raw bytes of a .json or .png file).
+    """Parses an uploaded card (the raw bytes of a .json or .png file), off the event loop.
 
     The reply is what the page keeps and sends back with each turn: the prompt fields,
     `alternate_greetings`, `creator_notes`, `metadata`,
@@ -37,8 +39,7 @@ async def character_card(request):
     the card wrote it.
     """
     source = request.query.get("name", "card")
-    card = card_from_bytes(await request.read(), source)
-    character = character_from_card(card, source)
+    card, character = await off_loop(_read_card, await request.read(), source)
     data = card.get("data") if isinstance(card.get("data"), dict) else card
     return web.json_response({
         "name": character.name, "persona": character.persona,
@@ -69,12 +70,18 @@ async def chat_stream(request):
     message = field(body, "message", str, None)
     options = page_options(body, settings)
     n = field(body, "replies", int, settings.replies, 1, MAX_REPLIES)
-    stream = completions(request).create_character_reply(character, history, message, options,
-                                                         n=n, notices=True)
+    stream = await off_loop(completions(request).create_character_reply, character, history,
+                            message, options, n=n, notices=True)  # planning tokenizes the chat
     return await stream_sse(request, stream, lambda chunk: {"token": chunk.text},
                             done=lambda stream: [{"finish_reason": stream.stats.finish_reason,
                                                   "spares": spare_texts(stream.others)}],
                             notice=reading_event)
+
+
+def _read_card(raw: bytes, source: str) -> tuple:
+    """(The card as JSON, its Character): inflating and parsing, for a worker thread."""
+    card = card_from_bytes(raw, source)
+    return card, character_from_card(card, source)
 
 
 def reading_event(notice: PromptNotice) -> dict:
