@@ -150,13 +150,13 @@ def test_a_card_is_read_while_other_clients_are_answered(slow_tokenizing, monkey
     """Issue 37, finding 2: a card's inflate and parse ran on the event loop."""
     from pyg_edge.server import webchat
 
-    read = webchat.character_from_bytes
+    read = webchat.card_from_bytes
 
     def slow_read(raw, name):
         time.sleep(1.0)  # zlib lets other threads run while it inflates
         return read(raw, name)
 
-    monkeypatch.setattr(webchat, "character_from_bytes", slow_read)
+    monkeypatch.setattr(webchat, "card_from_bytes", slow_read)
     card = b'{"name": "Aqua"}'
     upload = threading.Thread(target=slow_tokenizing.request, kwargs=dict(
         method="POST", path="/api/pyg-edge/character", raw=card,
