@@ -8,14 +8,14 @@ import threading
 import time
 import weakref
 
-from pyg_edge.cpu.backend_choice import current_choice
 from pyg_edge.cpu.setup import ctranslate2_module
 from pyg_edge.errors import ModelLoadError, PygEdgeError
 from pyg_edge.generation import loading
+from pyg_edge.generation.compute_types import int8_path_report
 from pyg_edge.generation.generate import produce_text
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.prefill import PromptSpeed
-from pyg_edge.generation.prefix_cache import PrefixCache, bytes_per_token, default_budget
+from pyg_edge.generation.prefix_cache import PrefixCache
 from pyg_edge.generation.replies import Replies, ReplyResults, check_reply_count, produce_replies
 from pyg_edge.generation.request import prepare_request
 from pyg_edge.generation.sampling import SamplingOptions
@@ -97,9 +97,8 @@ class PygModel:
                                               compute_type, cpu_threads, seed, end_token,
                                               allow_inexact)
         report(loading.READING_WEIGHTS, 1.0)
-        budget = default_budget() if prefix_cache_bytes is None else prefix_cache_bytes
-        self.prefix_cache = PrefixCache(self._engine.reload, bytes_per_token(self.metadata),
-                                        budget)
+        self.prefix_cache = PrefixCache.for_model(self._engine.reload, self.metadata,
+                                                  prefix_cache_bytes)
         self.device, self.compute_type = self._engine.device, self._engine.compute_type
         _open_models.add(self)
         logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
@@ -110,9 +109,7 @@ class PygModel:
         """Whether this process's CPU int8 path is exact (pyg_edge.cpu.backend_choice), and
         what this model runs in: backend, int8_exact, exact_types, detail, device,
         compute_type."""
-        choice = current_choice()
-        verdict = choice.verdict() if choice else {"detail": "not checked"}
-        return {**verdict, "device": self.device, "compute_type": self.compute_type}
+        return int8_path_report(self.device, self.compute_type)
 
     @property
     def context_length(self) -> int:

@@ -60,6 +60,12 @@ class PrefixCache:
         self._prefixes = {}  # prefix -> None, oldest first
         self.reloads = 0
 
+    @classmethod
+    def for_model(cls, reload, metadata: dict, budget: int | None = None) -> "PrefixCache":
+        """The cache of a model with this metadata; budget None: default_budget()."""
+        return cls(reload, bytes_per_token(metadata),
+                   default_budget() if budget is None else budget)
+
     @property
     def prefixes(self) -> frozenset:
         """The cached prefixes, as tuples of token ids."""
