@@ -5,7 +5,7 @@
 
 Each n runs in its own process, so its peak RSS (load included) is its own. A run is one
 request as a regenerate without spares would make it: the whole prompt processed, then n
-replies sampled side by side (PygModel.stream_replies, PygmalionAI's sampling defaults).
+replies sampled side by side (PygModel.stream with n, PygmalionAI's sampling defaults).
 Every reply decodes exactly --new-tokens tokens (min_new_tokens = max_new_tokens, no stop
 strings), so the replies of one batch end together and runs compare. "demo" uses the
 bundled demo model (pyg_edge.demo), whose context is 512: the prompt is then shortened to
@@ -48,7 +48,7 @@ def child(args) -> None:
                               banned=())
     runs = []
     for _ in range(args.runs):
-        replies = model.stream_replies(prompt, args.child, options)
+        replies = model.stream(prompt, options, n=args.child)
         replies.wait()
         stats = model.last_generation
         runs.append({"first": stats.first_token_seconds, "seconds": stats.seconds,

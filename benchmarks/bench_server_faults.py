@@ -2,6 +2,7 @@
 never reads, malformed bodies; short-request latency and the server's RSS through it all.
 
     python benchmarks/bench_server_faults.py [--python PYTHON ...] [--rounds 2]
+        [--scale 1.0] [--nofile 256] [--only-attacks]
 
 Each --python (default: this one) starts `python -m pyg_edge.cli serve` on the tiny test
 checkpoint converted to int8 (loopback only), so another checkout's environment (an older
@@ -12,11 +13,20 @@ asks for 12 streams with token probabilities and reads nothing (issue 29's findi
 200 malformed bodies (the 5xx answers counted). Short requests: /api/v1/generate with
 max_length 8. Requests that do not finish within 60 s beside the client that never reads
 are shown as 60.
+
+Then issue 37's attacks (benchmarks/server_attacks.py), each with 10 pings (GET
+/api/extra/version: the event loop) timed beside it, what it got, and the RSS after it:
+stops x bans in a 234 KB body, a PNG card bomb, nested cards and odd token ids (5xx
+counted), 250 unfinished bodies (descriptors held, still reachable?), a 1.9 MB text to
+tokenize, three clients that never read /tokenize pieces, a full queue (503s). --scale
+shrinks them (0.01 to prove the script runs); --nofile is the servers' open-file limit
+(the probe's 256).
 """
 
 import argparse
 import http.client
 import json
+import resource
 import socket
 import statistics
 import subprocess
@@ -24,6 +34,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from server_attacks import ATTACKS, during, unfinished_bodies
 
 from bench_common import WORK, describe_machine, free_port, post, wait_until_up
 from pyg_edge_convert import convert_checkpoint
@@ -110,35 +122,53 @@ def rss_mb(pid) -> float:
     return int(line.split()[1]) / 1024
 
 
-def one_round(python: str) -> dict:
+def one_round(python: str, args) -> dict:
     port = free_port()
+
+    def limit_files():
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(args.nofile, hard), hard))
+
     # Started in the models' folder: `python -m` puts the current folder first on the path,
     # and this checkout's pyg_edge must not shadow the one `python` has installed.
     server = subprocess.Popen([python, "-m", "pyg_edge.cli", "serve", str(MODEL), "--port",
                                str(port)], cwd=WORK, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=subprocess.DEVNULL, preexec_fn=limit_files)
     result = {}
     try:
         wait_until_up(port, server)
         result["idle"] = timed_shorts(port)
         result["rss start"] = rss_mb(server.pid)
-        threads = in_threads(20, stream, port, LONG)
-        result["20 streams"] = timed_shorts(port)
-        [t.join(120) for t in threads]
-        threads = in_threads(60, stream, port, LONG, True)
-        [t.join(120) for t in threads]
-        result["after 60 disconnects"] = timed_shorts(port)
-        stalled = never_reads(port)
-        time.sleep(1.0)
-        result["beside a client that never reads"] = capped_shorts(port, 8, STALL_CAP_S)
-        stalled.close()
-        result["5xx of 200 malformed"] = malformed(port)
-        result["after malformed"] = timed_shorts(port)
+        if not args.only_attacks:
+            basic_phases(port, result)
+        for name, attack in ATTACKS.items():
+            extra = (server.pid,) if attack is unfinished_bodies else ()
+            outcome = during(port, attack, args.scale, *extra)
+            result[f"{name}: pings"] = outcome["pings"]
+            result[f"{name}: got"] = outcome["report"]
+            result[f"{name}: rss after"] = rss_mb(server.pid)
+        result["after attacks"] = timed_shorts(port)
         result["rss end"] = rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(30)
     return result
+
+
+def basic_phases(port, result: dict) -> None:
+    """The first round of faults (issue 29): streams, disconnects, a reader that stalls."""
+    threads = in_threads(20, stream, port, LONG)
+    result["20 streams"] = timed_shorts(port)
+    [t.join(120) for t in threads]
+    threads = in_threads(60, stream, port, LONG, True)
+    [t.join(120) for t in threads]
+    result["after 60 disconnects"] = timed_shorts(port)
+    stalled = never_reads(port)
+    time.sleep(1.0)
+    result["beside a client that never reads"] = capped_shorts(port, 8, STALL_CAP_S)
+    stalled.close()
+    result["5xx of 200 malformed"] = malformed(port)
+    result["after malformed"] = timed_shorts(port)
 
 
 def line(seconds: list) -> str:
@@ -151,6 +181,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", action="append", help="a Python with pyg-edge installed")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="size of issue 37's attacks (1: as the probe sent them)")
+    parser.add_argument("--nofile", type=int, default=256,
+                        help="the servers' open-file limit (soft)")
+    parser.add_argument("--only-attacks", action="store_true",
+                        help="skip the streams, disconnects, stalled reader, malformed bodies")
     args = parser.parse_args()
     pythons = args.python or [sys.executable]
     convert_checkpoint(str(ROOT / "tests/fixtures/checkpoints/neo_w16_safetensors_f32"),
@@ -162,7 +198,7 @@ def main():
     results = {p: [] for p in pythons}
     for _ in range(args.rounds):
         for python in pythons:
-            results[python].append(one_round(python))
+            results[python].append(one_round(python, args))
     phases = [k for k in results[pythons[0]][0] if isinstance(results[pythons[0]][0][k], list)]
     for python in pythons:
         print(f"## {python}\n")
@@ -170,9 +206,11 @@ def main():
         print("| --- |" + " --- |" * args.rounds)
         for phase in phases:
             print(f"| {phase} | " + " | ".join(line(r[phase]) for r in results[python]) + " |")
-        for key in ("5xx of 200 malformed", "rss start", "rss end"):
+        first = results[python][0]
+        for key in [k for k in first if not isinstance(first[k], list)]:
             values = [r[key] for r in results[python]]
-            print(f"| {key} | " + " | ".join(f"{v:.0f}" for v in values) + " |")
+            print(f"| {key} | " + " | ".join(v if isinstance(v, str) else f"{v:.0f}"
+                                              for v in values) + " |")
         print()
 
 

@@ -58,6 +58,10 @@ BENCHMARKS = [
      "bench_concurrent.py --runs 2"),
     ("server_faults", "The server under load and faults (concurrent streams, disconnects, a "
      "client that never reads, malformed bodies)", "bench_server_faults.py --rounds 2"),
+    ("lore_placement", "Lorebook placement and the prompt cache (the demo model)",
+     "bench_lore_placement.py"),
+    ("lore_placement_27b", "Lorebook placement planned at the 2.7B shape",
+     "bench_lore_placement.py --shape-27b"),
 ]
 HEADER = """# Benchmark results
 

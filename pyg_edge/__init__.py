@@ -6,7 +6,8 @@ cpu/ (process-wide settings), server/ (the HTTP layer, with the `server` extra).
 """
 
 from pyg_edge.chat.characters import Character, load_character
-from pyg_edge.chat.completions import CompletionChunk, Completions, CompletionStream, Usage
+from pyg_edge.chat.completion_stream import CompletionChunk, CompletionStream, Usage
+from pyg_edge.chat.completions import Completions
 from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.chat.session import ChatSession
 from pyg_edge.demo import demo_character, demo_model
@@ -25,6 +26,7 @@ from pyg_edge.errors import (
 )
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.replies import Replies
+from pyg_edge.generation.request import ModelInput
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.stats import GenerationStats, PromptNotice
 from pyg_edge.generation.streams import TextStream
@@ -44,6 +46,7 @@ __all__ = [
     "GenerationStats",
     "InvalidRequestError",
     "Message",
+    "ModelInput",
     "ModelLoadError",
     "OptionsError",
     "Prompt",

@@ -1,28 +1,31 @@
 """The pyg-edge command line: commands parse options and call the library, nothing more."""
 
 import contextlib
+import dataclasses
+import functools
 import signal
 import sys
 
 import click
 
 from pyg_edge import demo
-from pyg_edge.chat.characters import load_character
-from pyg_edge.chat.prompt import build_prompt
+from pyg_edge.chat.chat_planner import plan_first_turn
+from pyg_edge.chat.prompt import PYGMALION_BANNED
 from pyg_edge.chat.session import ChatSession, read_chat
-from pyg_edge.chat.smart_context import DEFAULT_FRACTION
+from pyg_edge.cli_cards import choose_greeting, load_card, tell_greetings, tell_lore
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.cpu.setup import prepare
-from pyg_edge.errors import PygEdgeError
+from pyg_edge.errors import PromptTooLongError, PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
+from pyg_edge.server.settings import ServerSettings
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
 
-CHAT_HELP = "Commands: /regen, /undo, /save FILE, /load FILE, /quit (or end of input)."
+CHAT_HELP = "Commands: /regen, /undo, /greeting [N], /save FILE, /load FILE, /quit or end of input."
 
 
 @click.group()
@@ -123,7 +126,7 @@ def chat(model_path, card, history, replies, device, compute_type, threads, allo
     """
     with _user_errors():
         model_path = model_path or _demo_model()
-        character = load_character(card or demo.DEMO_CHARACTER)
+        character = load_card(card or demo.DEMO_CHARACTER)
         options = _sampling(sampling)
         messages = read_chat(history, character.name) if history else None
         with PygModel(model_path, device, compute_type, threads, seed=options.seed,
@@ -141,15 +144,19 @@ def chat(model_path, card, history, replies, device, compute_type, threads, allo
 @click.option("--history", type=click.Path(), help="Chat (SillyTavern JSONL) before it.")
 @click.option("--max-context", type=int, help="Context in tokens [default: the model's].")
 @click.option("--max-new-tokens", type=int, default=196, show_default=True)
-def prompt(model_path, card, message, history, max_context, max_new_tokens):
+@click.option("--lore", is_flag=True, help="List the lorebook entries that activate, and why.")
+def prompt(model_path, card, message, history, max_context, max_new_tokens, lore):
     """Print exactly the prompt the model would get; nothing else goes to stdout."""
     with _user_errors():
-        character = load_character(card)
+        character = load_card(card)
         metadata = read_metadata(model_path)
         tokenizer = TextTokenizer.from_model_folder(model_path)
         messages = read_chat(history, character.name) if history else []
-        built = build_prompt(character, messages, message, tokenizer.count,
-                             max_context or metadata["context_length"], max_new_tokens)
+        context = max_context or metadata["context_length"]
+        built = plan_first_turn(character, messages, message, tokenizer.count,
+                                context, max_new_tokens, metadata.get("prefill_chunk", 0))
+    if lore:
+        tell_lore(character, messages, message, tokenizer.count, context)
     click.echo(built.text)
 
 
@@ -166,7 +173,8 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
         raise click.UsageError("give exactly one of --prompt and --prompt-file")
     text = prompt_text if prompt_text is not None else prompt_file.read()
     with _user_errors():
-        options = _sampling(sampling)
+        # A raw prompt for a Pygmalion model: its markers stay banned, as in a chat.
+        options = _sampling(sampling, banned=PYGMALION_BANNED)
         with PygModel(model_path, device, compute_type, threads, seed=options.seed,
                       allow_inexact=allow_inexact) as model:
             for piece in model.stream(text, options):
@@ -174,58 +182,49 @@ def generate(model_path, prompt_text, prompt_file, device, compute_type, threads
     click.echo()
 
 
+def server_options(command):
+    """`pyg-edge serve`'s flags: one per ServerSettings field, with its default and help."""
+    for setting in reversed(dataclasses.fields(ServerSettings)):
+        if "help" in setting.metadata:
+            command = _server_option(setting)(command)
+    return command
+
+
+def _server_option(setting):
+    meta = dict(setting.metadata)
+    flag = meta.pop("flag", "--" + setting.name.replace("_", "-"))
+    low, high = meta.pop("low", None), meta.pop("high", None)
+    kind = type(setting.default)
+    if low is not None or high is not None:
+        ranged = click.IntRange if kind is int else click.FloatRange
+        meta["type"] = ranged(low, high, max_open=meta.pop("max_open", False))
+    elif "/" not in flag and not meta.get("multiple"):
+        meta["type"] = kind
+    meta.setdefault("show_default", not meta.get("multiple"))
+    return click.option(flag, setting.name, default=setting.default, **meta)
+
+
 @main.command()
 @click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; only this machine can connect by default.")
-@click.option("--port", default=5001, show_default=True, help="KoboldCpp's usual port.")
-@click.option("--api-key", envvar="PYG_EDGE_API_KEY", default="",
-              help="Require this key (Authorization: Bearer KEY). Env: PYG_EDGE_API_KEY.")
-@click.option("--max-length", default=512, show_default=True,
-              help="The most new tokens one request gets (more is lowered to this).")
-@click.option("--replies", type=click.IntRange(1, MAX_REPLIES), default=1, show_default=True,
-              help="Replies the web chat page gets per turn; the extras make its Regenerate "
-                   "instant.")
-@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
-              help="Let browser pages from ORIGIN call the API (repeatable; '*' for any), "
-                   "e.g. https://lite.koboldai.net for KoboldAI Lite's website. Off by default.")
-@click.option("--allow-host", "allowed_hosts", multiple=True, metavar="NAME",
-              help="Also answer requests that name this host (repeatable); on loopback, "
-                   "only 127.0.0.1, localhost and [::1] are answered by default (a web page "
-                   "cannot rebind its own name to this server).")
-@click.option("--prefix-cache/--no-prefix-cache", default=True, show_default=True,
-              help="Reuse the prompt prefix of earlier API requests (a chat's history); "
-                   "--no-prefix-cache saves the memory of a cached prompt (about 1.1 GB at "
-                   "1,700 tokens for Pygmalion 2.7B) and reads every prompt in full.")
-@click.option("--user-line-stop/--no-user-line-stop", default=True, show_default=True,
-              help="End every reply at a line starting with 'You:' (Pygmalion's user), "
-                   "whatever the client asked; turn off for stories with such lines.")
-@click.option("--smart-context", type=click.FloatRange(0, 1, max_open=True),
-              default=DEFAULT_FRACTION, show_default=True, metavar="FRACTION",
-              help="Once a chat fills the frontend's context, keep its card and this share of "
-                   "its newest history, so the next turns read only what is new; 0 turns it "
-                   "off (every turn re-reads the whole prompt).")
+@server_options
 @model_options
-def serve(model_path, host, port, api_key, max_length, replies, cors_origins, allowed_hosts,
-          prefix_cache, user_line_stop, smart_context, device, compute_type, threads,
-          allow_inexact):
+def serve(model_path, device, compute_type, threads, allow_inexact, **settings):
     """Serve MODEL to chat frontends (KoboldAI, KoboldCpp and OpenAI APIs) and a web page.
 
     Without MODEL, serves the bundled demo model (converted on first use).
     """
     try:
-        from pyg_edge.server import ServerSettings
         from pyg_edge.server import serve as run_server
         from pyg_edge.server.cors import check_origins
     except ImportError:
         raise click.ClickException(
             "pyg-edge serve needs aiohttp: pip install 'pyg-edge[server]'") from None
     try:
-        cors_origins = check_origins(cors_origins)
+        settings["cors_origins"] = check_origins(settings["cors_origins"])
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--cors-origin") from None
-    settings = ServerSettings(host, port, api_key, max_length, replies, cors_origins,
-                              allowed_hosts, prefix_cache, user_line_stop, smart_context)
+    settings = ServerSettings(**{name: tuple(value) if isinstance(value, list) else value
+                                 for name, value in settings.items()})
     with _user_errors():
         model_path = model_path or _demo_model()
         run_server(model_path, settings, device=device, compute_type=compute_type,
@@ -259,6 +258,7 @@ def _chat_loop(session: ChatSession) -> None:
         click.echo(CHAT_HELP, err=True)
     if session.history and not session.history[-1].is_user:
         click.echo(f"{name}: {session.history[-1].text}")
+    tell_greetings(session)
     while True:
         try:
             line = input("You: " if interactive else "")
@@ -270,7 +270,7 @@ def _chat_loop(session: ChatSession) -> None:
             if _chat_command(session, line.strip()) == "quit":
                 return
             continue
-        _show_reply(name, session.send(line))
+        _show_reply(name, functools.partial(session.send, line))
 
 
 def _chat_command(session: ChatSession, line: str):
@@ -278,7 +278,9 @@ def _chat_command(session: ChatSession, line: str):
     if command == "/quit":
         return "quit"
     if command == "/regen":
-        _show_reply(session.character.name, session.regenerate())
+        _show_reply(session.character.name, session.regenerate)
+    elif command == "/greeting":
+        choose_greeting(session, argument.strip())
     elif command == "/undo":
         removed = session.undo()
         click.echo(f"(removed {len(removed)} messages)", err=True)
@@ -290,7 +292,14 @@ def _chat_command(session: ChatSession, line: str):
     return None
 
 
-def _show_reply(name: str, pieces) -> None:
+def _show_reply(name: str, start) -> None:
+    """Starts a turn (start() returns its stream) and prints the reply as it streams; a
+    message that does not fit is told, and the chat goes on unchanged."""
+    try:
+        pieces = start()
+    except PromptTooLongError as error:
+        click.echo(f"(not sent: {error})", err=True)
+        return
     # The name waits for the first piece, so a notice of a long prompt pass comes first.
     named = False
     try:
@@ -312,8 +321,8 @@ def _announce_reading(tokens: int, seconds: float | None) -> None:
     click.echo(f"(reading {tokens:,} tokens{estimate})", err=True)
 
 
-def _sampling(flags: dict) -> SamplingOptions:
-    overrides = {k: v for k, v in flags.items() if v is not None and v != ()}
+def _sampling(flags: dict, **defaults) -> SamplingOptions:
+    overrides = defaults | {k: v for k, v in flags.items() if v is not None and v != ()}
     if "stop" in overrides:
         # "\n" typed on a command line arrives as backslash-n.
         overrides["stop"] = tuple(s.replace("\\n", "\n") for s in overrides["stop"])

@@ -3,16 +3,23 @@
 import base64
 import binascii
 import json
+import logging
 import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pyg_edge.chat.card_fields import spec_fields
+from pyg_edge.chat.lorebook import Lorebook
 from pyg_edge.errors import CharacterError
 
+logger = logging.getLogger("pyg_edge")
 USER = "You"  # Pygmalion was trained with the user always named "You"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A PNG text chunk inflates to at most this many bytes, as Pillow's MAX_TEXT_CHUNK: a 2 MB
+# zTXt bomb otherwise inflates to gigabytes (CVE-2014-9601 was this bug in Pillow).
+MAX_CARD_TEXT_BYTES = 1024 * 1024
 _CHAR_PLACEHOLDER = re.compile(r"\{\{char\}\}|<BOT>", re.IGNORECASE)
 _USER_PLACEHOLDER = re.compile(r"\{\{user\}\}|<USER>", re.IGNORECASE)
 
@@ -27,6 +34,15 @@ class Character:
       scenario: The situation of the chat.
       greeting: The character's first message.
       example_dialogue: Example chats, one string per <START> block.
+      alternate_greetings: Other first messages the user may open the chat with.
+      creator_notes: The author's notes for users (never in prompts, by the spec).
+      system_prompt: The card's system prompt (Pygmalion's format has none: see notice).
+      post_history_instructions: The card's instructions after the chat (see notice).
+      book: The card's lorebook (character_book), or None.
+      metadata: (field, text) pairs kept out of prompts, as the spec asks: creator,
+        character_version, tags, source, dates.
+      notice: What the card holds that pyg-edge reads but does not apply, in one line
+        ("" when nothing); load_character logs it.
     """
 
     name: str
@@ -34,6 +50,18 @@ class Character:
     scenario: str = ""
     greeting: str = ""
     example_dialogue: tuple = field(default_factory=tuple)
+    alternate_greetings: tuple = ()
+    creator_notes: str = ""
+    system_prompt: str = ""
+    post_history_instructions: str = ""
+    book: Lorebook | None = None
+    metadata: tuple = ()
+    notice: str = ""
+
+    @property
+    def greetings(self) -> tuple:
+        """Every first message the chat can open with: the greeting, then the others."""
+        return tuple(g for g in (self.greeting, *self.alternate_greetings) if g)
 
 
 def load_character(path) -> Character:
@@ -52,21 +80,33 @@ def load_character(path) -> Character:
 
 def character_from_bytes(raw: bytes, source: str = "card") -> Character:
     """Builds a Character from the bytes of a .json or .png card (e.g. an upload)."""
+    return character_from_card(card_from_bytes(raw, source), Path(source).name)
+
+
+def card_from_bytes(raw: bytes, source: str = "card"):
+    """The parsed JSON of a .json or .png card, as its author wrote it."""
     path = Path(source)
     text = _png_card_text(raw, path) if raw.startswith(_PNG_SIGNATURE) else _utf8(raw, path)
     try:
-        card = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as error:
         raise CharacterError(f"character card {path.name} is not valid JSON: {error}") from None
-    return character_from_card(card, path.name)
+    except RecursionError:  # [[[[...: a card is a few levels deep
+        raise CharacterError(f"character card {path.name} is nested too deep") from None
 
 
 def character_from_card(card, source: str = "card") -> Character:
-    """Builds a Character from a parsed card of any supported format."""
+    """Builds a Character from a parsed card of any supported format.
+
+    A V2/V3 card's fields beyond V1's six are read too (card_fields); what of them is not
+    applied is named in the Character's notice, which is logged once here.
+    """
     if not isinstance(card, dict):
         raise CharacterError(f"{source} is not a character card (expected a JSON object)")
-    if str(card.get("spec", "")).startswith("chara_card_v") and isinstance(card.get("data"), dict):
-        card = card["data"]
+    spec = str(card.get("spec", ""))
+    data = card.get("data")
+    if spec.startswith("chara_card_v") and isinstance(data, dict):
+        card = data
     if "char_name" in card:  # Pygmalion / gradio
         fields = (card.get("char_name"), card.get("char_persona"), card.get("world_scenario"),
                   card.get("char_greeting"), card.get("example_dialogue"))
@@ -78,8 +118,25 @@ def character_from_card(card, source: str = "card") -> Character:
     name = _clean(fields[0])
     if not name:
         raise CharacterError(f"{source} has no character name (char_name or name)")
-    persona, scenario, greeting, examples = (fill_placeholders(_clean(f), name) for f in fields[1:])
-    return Character(name, persona, scenario, greeting, _example_blocks(examples))
+    # V3: {{char}} stands for the nickname where the card has one.
+    said = _clean(card.get("nickname") if isinstance(card.get("nickname"), str) else "") or name
+    persona, scenario, greeting, examples = (fill_placeholders(_clean(f), said)
+                                             for f in fields[1:])
+    extra = {}
+    if card is data:
+        extra = spec_fields(data, spec, card.get("spec_version"), _clean,
+                            lambda text: fill_placeholders(text, said))
+        extra["notice"] = _notice(source, name, extra["notice"])
+        if extra["notice"]:
+            logger.info("%s", extra["notice"])
+    return Character(name, persona, scenario, greeting, _example_blocks(examples), **extra)
+
+
+def _notice(source: str, name: str, unapplied: list) -> str:
+    """One line naming what the card holds but pyg-edge does not apply."""
+    if not unapplied:
+        return ""
+    return f"{name} ({source}): read but not applied: " + "; ".join(unapplied)
 
 
 def _utf8(raw: bytes, path: Path) -> str:
@@ -143,10 +200,25 @@ def _png_text_chunks(raw: bytes, path: Path) -> dict:
 def _chunk_text(kind: bytes, rest: bytes, path: Path) -> bytes:
     try:
         if kind == b"zTXt":
-            return zlib.decompress(rest[1:])
+            return _bounded_inflate(rest[1:], path)
         if kind == b"iTXt":
             compressed, text = rest[0], rest[2:].split(b"\0", 2)[-1]
-            return zlib.decompress(text) if compressed else text
+            return _bounded_inflate(text, path) if compressed else text
     except (zlib.error, IndexError):
         raise CharacterError(f"{path.name} has a corrupt text chunk") from None
     return rest
+
+
+def _bounded_inflate(data: bytes, path: Path) -> bytes:
+    """A zlib stream inflated, refused once it passes MAX_CARD_TEXT_BYTES.
+
+    Raises:
+      CharacterError: it inflates to more.
+      zlib.error: it is not a zlib stream.
+    """
+    inflater = zlib.decompressobj()
+    text = inflater.decompress(data, MAX_CARD_TEXT_BYTES + 1)
+    if len(text) > MAX_CARD_TEXT_BYTES or inflater.unconsumed_tail:
+        raise CharacterError(f"{path.name} has a text chunk over {MAX_CARD_TEXT_BYTES} bytes "
+                             "inflated: not a character card")
+    return text

@@ -18,12 +18,11 @@ a "You:" line (the reply stops at the character's turn).
 """
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pyg_edge.chat.characters import USER, Character, fill_placeholders
-from pyg_edge.chat.fitting import Notes
-from pyg_edge.chat.prompt import Message, Prompt, build_prompt
-from pyg_edge.errors import InvalidRequestError, PromptTooLongError
+from pyg_edge.chat.prompt import Message
+from pyg_edge.errors import InvalidRequestError
 
 NEUTRAL_NAME = "Character"
 ROLES = ("system", "developer", "user", "assistant")
@@ -156,52 +155,3 @@ def _extra_stops(user_name: str, system: str, texts: list, name: str) -> tuple:
     speakers = users + [s for r, _, t in texts if r != "system" for s in _SPEAKER_LINE.findall(t)]
     unique = dict.fromkeys(s.strip() for s in speakers if s.strip())
     return tuple(f"\n{s}:" for s in unique if s not in (name, USER))
-
-
-def fit_chat(parts: ChatParts, count_tokens, encode, decode, context: int,
-             max_new_tokens: int, notes: Notes) -> Prompt:
-    """The prompt for what parts ask (a reply, a continuation or an impersonation)."""
-    if parts.kind == CONTINUE:
-        last = parts.history[-1].text
-        reserve = count_tokens(f" {last}")
-        prompt = _fit(replace(parts, history=parts.history[:-1]), count_tokens, encode,
-                      decode, context, max_new_tokens + reserve, notes)
-        return replace(prompt, text=f"{prompt.text} {last}", token_count=prompt.token_count
-                       + reserve)
-    prompt = _fit(parts, count_tokens, encode, decode, context, max_new_tokens, notes)
-    if parts.kind == IMPERSONATE:
-        opened = prompt.text.rfind(f"{parts.character.name}:")
-        return replace(prompt, text=prompt.text[:opened] + f"{USER}:")
-    return prompt
-
-
-def _fit(parts: ChatParts, count_tokens, encode, decode, context: int,
-         max_new_tokens: int, notes: Notes) -> Prompt:
-    """build_prompt, shortening the persona (then the message) when even they do not fit."""
-    character, message = parts.character, parts.message
-    for _ in range(4):  # persona cut, cut again after a merge at its end, message cut
-        try:
-            return build_prompt(character, parts.history, message, count_tokens, context,
-                                max_new_tokens)
-        except PromptTooLongError:
-            over = count_tokens(_fixed_text(character, message)) - (context - max_new_tokens)
-            persona_ids = encode(character.persona)
-            if persona_ids and over > 0:
-                kept = decode(persona_ids[:max(len(persona_ids) - over - 8, 0)])
-                notes.add(f"persona cut from {len(persona_ids)} tokens to fit the context")
-                character = Character(character.name, persona=kept.rstrip("\ufffd"),
-                                      example_dialogue=character.example_dialogue)
-            elif message is not None:
-                ids = encode(message)
-                message = decode(ids[over + 8:]).lstrip("\ufffd")
-                notes.add(f"message cut from the left to {len(ids) - over - 8} tokens to fit")
-    raise PromptTooLongError(f"the chat does not fit in a context of {context} tokens")
-
-
-def _fixed_text(character: Character, message: str | None) -> str:
-    """What build_prompt always keeps: persona, <START>, the message and the reply's turn."""
-    lines = [f"{character.name}'s Persona: {character.persona}"] if character.persona else []
-    lines.append("<START>")
-    if message is not None:
-        lines.append(f"{USER}: {message}")
-    return "\n".join(lines + [f"{character.name}:"])

@@ -1,18 +1,16 @@
-"""What the model reads of a client's prompt: smart context, then the prefix to cache.
+"""What the model reads of a client's raw-text prompt: smart context, then the prefix to
+cache. (A chat sent as messages is planned from its messages: pyg_edge.chat.chat_planner.)
 
 Runs in the call's turn (PygModel.stream's plan), so it sees the prefixes cached at that
 moment, and one call at a time.
 """
 
-from dataclasses import replace
-
 from pyg_edge.chat.prefix_planner import PrefixPlanner
-from pyg_edge.chat.prompt import Prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION, SmartContext, speakers_from_stops
 
 
 class ReadPlanner:
-    """Plans each prompt of the chats on one model.
+    """Plans each raw-text prompt of the chats on one model.
 
     Args:
       tokenizer: The model's TextTokenizer.
@@ -46,30 +44,24 @@ class ReadPlanner:
         """(What the model reads of prompt, static_tokens for a str prompt).
 
         Args:
-          prompt: A str (raw completion) or a Prompt.
+          prompt: The raw prompt (a str).
           stops: The call's stop strings (they name the chat's speakers).
           room: The client's budget for the prompt (its context less max_new_tokens).
           cached: The prefixes CTranslate2 holds now.
         """
         read, static_tokens = self._plan(prompt, stops, room, cached)
-        self.last_read = read.text if isinstance(read, Prompt) else read
+        self.last_read = read
         return read, static_tokens
 
-    def _plan(self, prompt, stops, room, cached) -> tuple:
+    def _plan(self, text: str, stops, room, cached) -> tuple:
         if self.prefixes is None:
-            return prompt, 0
-        chat = isinstance(prompt, Prompt)
-        text = prompt.text if chat else prompt
-        stops = stops + (prompt.stop_strings if chat else ())
+            return text, 0
         ids = self.tokenizer.encode(text)
         outgrown = bool(self.smart.fraction) and self.prefixes.outgrown(ids, cached)
         fitted = self.smart.fit(text, room, _speakers(stops, text), outgrown=outgrown)
         if not fitted.static_chars:
-            return prompt, (0 if chat else self.prefixes.plan(ids, cached))
+            return text, self.prefixes.plan(ids, cached)
         static = fitted.text[:fitted.static_chars]
-        if chat:
-            return replace(prompt, text=fitted.text, static_prefix=static,
-                           token_count=self.tokenizer.count(fitted.text)), 0
         ids = self.tokenizer.encode(fitted.text)
         return fitted.text, self.tokenizer.prefix_length(ids, static)
 

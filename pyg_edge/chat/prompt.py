@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pyg_edge.chat.characters import USER, Character
 from pyg_edge.errors import PromptTooLongError
+from pyg_edge.generation.request import ModelInput
 
 _SPEAKER = re.compile(r"^([^\s:<>][^:\n<>]{0,39}):", re.MULTILINE)
 
@@ -40,26 +41,33 @@ class Message:
         return f"{USER if self.is_user else self.speaker}: {self.text}"
 
 
+# Pygmalion's prompt markers: a reply that wrote one would start a card or a chat of its own.
+PYGMALION_BANNED = ("Persona:", "Scenario:", "<START>")
+
+
 @dataclass(frozen=True)
-class Prompt:
-    """An assembled prompt.
+class Prompt(ModelInput):
+    """An assembled chat prompt: a ModelInput (what PygModel.stream reads) with its figures.
 
     Attributes:
       text: The prompt.
       stop_strings: Where the character's turn ends in generated text.
       static_prefix: The leading part that stays the same from turn to turn (persona,
-        scenario and example dialogue): worth caching.
+        scenario, example dialogue and a frozen block of older messages): worth caching.
+      trim: True: a chat reply is shown trimmed.
+      banned: Pygmalion's markers (PYGMALION_BANNED), which start a card or a chat.
       token_count: Tokens in text.
       dropped_messages: Oldest history messages left out (to fit, or before first_message).
       dropped_examples: Example dialogue blocks left out to fit the budget.
+      static_messages: History messages (from first_message on) in the static prefix.
     """
 
-    text: str
-    stop_strings: tuple
-    static_prefix: str
-    token_count: int
+    trim: bool = True
+    banned: tuple = PYGMALION_BANNED
+    token_count: int = 0
     dropped_messages: int = 0
     dropped_examples: int = 0
+    static_messages: int = 0
 
 
 def build_prompt(
@@ -71,6 +79,8 @@ def build_prompt(
     max_new_tokens: int,
     first_message: int = 0,
     static_messages: int = 0,
+    lore: tuple = (),
+    lore_depth: int = 0,
 ) -> Prompt:
     """Assembles the prompt for the character's next reply, fitted to the context.
 
@@ -87,6 +97,9 @@ def build_prompt(
       first_message: Leave out history before this index, fit or not.
       static_messages: Also count this many history messages from first_message on as
         part of the static prefix, when all of them are in the prompt.
+      lore: Lorebook text for the chat (chat.lore_placement), always kept: it goes
+        lore_depth messages before the reply, but after the static prefix's messages.
+      lore_depth: See lore.
 
     Raises:
       PromptTooLongError: persona, scenario and message alone do not fit.
@@ -95,10 +108,11 @@ def build_prompt(
     header = _header_lines(character)
     turn = ([Message(USER, message, is_user=True).render()] if message is not None else [])
     turn.append(f"{character.name}:")
-    fixed = count_tokens("\n".join(header + ["<START>"] + turn))
+    fixed = count_tokens("\n".join(header + ["<START>"] + list(lore) + turn))
     if fixed > budget:
         raise PromptTooLongError(
-            f"persona, scenario and message are {fixed} tokens; the context is {max_context} "
+            f"persona, scenario{', lore' if lore else ''} and message are {fixed} tokens; "
+            f"the context is {max_context} "
             f"with {max_new_tokens} kept for the reply: shorten them or lower max_new_tokens"
         )
     examples = _fit_examples(character.example_dialogue, count_tokens, budget - fixed)
@@ -106,13 +120,18 @@ def build_prompt(
     rendered = [m.render() for m in history[first_message:]]
     kept = _fit_newest(rendered, count_tokens, budget - fixed - _cost(examples, count_tokens))
     # Lines counted apart can merge at their joins; trim further on the rare overshoot.
-    while (tokens := count_tokens(_join(static, rendered[len(rendered) - kept:], turn))) > budget:
+    while (tokens := count_tokens(_join(static, rendered[len(rendered) - kept:] + list(lore),
+                                        turn))) > budget:
         if not kept:
             break
         kept -= 1
     chat = rendered[len(rendered) - kept:]
     frozen = static_messages if 0 < static_messages <= len(chat) == len(rendered) else 0
     static_lines = static + (["<START>"] + chat[:frozen] if frozen else [])
+    if lore:
+        at = max(frozen, len(chat) - lore_depth)
+        chat = chat[:at] + list(lore) + chat[at:]
+        tokens = count_tokens(_join(static, chat, turn))
     return Prompt(
         text=_join(static, chat, turn),
         stop_strings=stop_strings(character, history),
@@ -120,6 +139,7 @@ def build_prompt(
         token_count=tokens,
         dropped_messages=len(history) - kept,
         dropped_examples=len(character.example_dialogue) - len(examples),
+        static_messages=frozen,
     )
 
 

@@ -4,42 +4,47 @@ Chats are saved in SillyTavern's JSONL layout (a metadata line, then one message
 line: name, is_user, mes), so SillyTavern chats load as they are.
 """
 
+import functools
 import json
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from pyg_edge.chat.characters import USER, Character
-from pyg_edge.chat.prompt import Message, Prompt, build_prompt
-from pyg_edge.chat.smart_context import DEFAULT_FRACTION, history_budget
+from pyg_edge.chat.completion_stream import CompletionStream, ReadyStream
+from pyg_edge.chat.completions import Completions
+from pyg_edge.chat.messages import ChatParts
+from pyg_edge.chat.prompt import Message, Prompt
+from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.errors import ChatFileError, ReentryError
 from pyg_edge.generation.replies import check_reply_count
 from pyg_edge.generation.sampling import SamplingOptions
 
 _STREAMING = "a reply of this chat is still streaming: read it to the end or close it first"
-# Past this many tokens after the cached prefix, a turn re-freezes the prefix (one slow
-# turn) so that the next turns stay fast.
-UNCACHED_TAIL_TOKENS = 256
 
 
 class ChatSession:
     """A conversation between the user and a character on a model.
+
+    A thin stateful layer over Completions.create_character_reply: it keeps the history,
+    and the shared chat planner (pyg_edge.chat.chat_planner) decides what each turn reads.
 
     Args:
       model: A PygModel.
       character: The Character; its greeting opens the chat.
       options: Sampling options for replies (defaults: SamplingOptions()).
       history: Earlier messages to continue from, instead of the greeting.
-      replies: Replies sampled per turn (PygModel.stream_replies): the first is shown, the
+      replies: Replies sampled per turn (PygModel.stream with n): the first is shown, the
         others are kept, and regenerate() shows one of them at once instead of generating.
         1 (the default) keeps none.
       smart_context: The share of the history room kept when the history outgrows the
         context, as the server's smart context keeps it (pyg_edge.chat.smart_context).
       on_long_prompt: Called as on_long_prompt(tokens, seconds), from the generation's
         thread, before a long prompt pass (PygModel.stream).
+      completions: The Completions to call (default: one of this session's own); chats
+        that share one share its planner, which keeps each chat's cached block apart.
 
     Threads: one reply streams at a time; send(), regenerate() or reply() while a reply
     still streams raises ReentryError. history is a list that a reply appends to when it
@@ -48,8 +53,10 @@ class ChatSession:
 
     def __init__(self, model, character: Character, options: SamplingOptions | None = None,
                  history: list | None = None, replies: int = 1,
-                 smart_context: float = DEFAULT_FRACTION, on_long_prompt=None):
+                 smart_context: float = DEFAULT_FRACTION, on_long_prompt=None,
+                 completions: Completions | None = None):
         self.model = model
+        self.completions = completions or Completions(model, smart_context=smart_context)
         self.on_long_prompt = on_long_prompt
         self._streaming = threading.Lock()
         self.character = character
@@ -57,44 +64,72 @@ class ChatSession:
         self.replies = check_reply_count(replies)
         self._spares = []  # other replies to the context in _spares_for, not yet shown
         self._spares_for = None
-        self.smart_context = smart_context
-        self._first = 0  # history before this index is left out of prompts
-        self._frozen = 0  # messages from _first on that belong to the cached prefix
-        self._cut = False  # whether the history was ever cut deep
         if history is not None:
             self.history = list(history)
         else:
             greeting = [Message(character.name, character.greeting)] if character.greeting else []
             self.history = greeting
 
-    def send(self, text: str, cancel=None, replies: int | None = None) -> Iterator[str]:
+    def use_greeting(self, index: int) -> str:
+        """Opens the chat with character.greetings[index] (0: the greeting, then the
+        card's alternate greetings) while the chat has gone no further than its opening.
+
+        Returns:
+          The greeting now opening the chat.
+
+        Raises:
+          ValueError: no such greeting, or the user has already spoken.
+        """
+        greetings = self.character.greetings
+        if not 0 <= index < len(greetings):
+            raise ValueError(f"greeting {index} does not exist: 0 to {len(greetings) - 1}")
+        if len(self.history) > 1 or any(m.is_user for m in self.history):
+            raise ValueError("the chat has begun: a greeting can only be chosen first")
+        self.history = [Message(self.character.name, greetings[index])]
+        return greetings[index]
+
+    def send(self, text: str, cancel=None, replies: int | None = None) -> CompletionStream:
         """Adds the user's message and streams the character's reply.
 
         Args:
           text: The user's message.
           cancel: An Event that stops the reply when set.
           replies: Replies to sample for this turn (default: self.replies).
-        """
-        if replies is not None:
-            check_reply_count(replies)
-        self._check_not_streaming()
-        self.history.append(Message(USER, text.strip(), is_user=True))
-        return self.reply(cancel, replies)
 
-    def regenerate(self, cancel=None) -> Iterator[str]:
+        Returns:
+          The reply's CompletionStream: iterate (or `async for`) its text pieces; its
+          .stats are the reply's own, final when the iteration ends.
+
+        Raises:
+          PromptTooLongError: the message does not fit beside the persona and the reply's
+            max_new_tokens (older history, then examples, are left out first); the
+            history is unchanged.
+          ReentryError: a reply of this chat is still streaming.
+        """
+        n = self.replies if replies is None else check_reply_count(replies)
+        message = Message(USER, text.strip(), is_user=True)
+        stream = self._start(self.history, message.text, cancel, n)
+        self.history.append(message)
+        return stream
+
+    def regenerate(self, cancel=None) -> CompletionStream:
         """Replaces the character's last reply with another.
 
         A spare reply to the same chat (see `replies`) is shown at once, as a single
         piece, without calling the model; otherwise a new reply is generated and streamed.
         """
         self._check_not_streaming()
-        if self.history and not self.history[-1].is_user:
-            self.history.pop()
-        if self._spares and self._spares_for == self._context():
-            spare = self._spares.pop(0)
-            self.history.append(Message(self.character.name, spare))
-            return _at_once(spare)
-        return self.reply(cancel)
+        last_is_reply = bool(self.history) and not self.history[-1].is_user
+        before = self.history[:-1] if last_is_reply else list(self.history)
+        if self._spares and self._spares_for == self._context(before):
+            self._take_turn()
+            self.history[:] = before
+            stream = CompletionStream(ReadyStream(self._spares.pop(0)), text=True,
+                                      on_end=self._ended)
+        else:
+            stream = self._reply_to(before, cancel, self.replies)
+            self.history[:] = before
+        return stream
 
     @property
     def spares(self) -> tuple:
@@ -120,52 +155,17 @@ class ChatSession:
         old = self.history[index]
         self.history[index] = Message(old.speaker, text.strip(), old.is_user)
 
-    def prompt(self) -> Prompt:
-        """The prompt that the next reply is generated from.
+    def prompt(self, message: str | None = None) -> Prompt:
+        """The prompt the next reply is generated from (to message, if given).
 
         Its static prefix (persona, examples and a frozen block of older messages) stays
-        the same for several turns, so the model reuses its cached state. While the chat
-        grows, the frozen block moves on once the uncached tail grows past
-        UNCACHED_TAIL_TOKENS. Once the history outgrows the context it is cut deep, as
-        the server's smart context cuts a full chat: the newest smart_context share of the
-        history room is kept and frozen, and stays so until the history outgrows the
-        context again (the tail then reads only the turns since the cut).
+        the same for several turns, so the model reuses its cached state
+        (pyg_edge.chat.chat_planner). A user's message that ends the history is the
+        message: it is never left out.
         """
-        self._first = min(self._first, len(self.history))
-        self._frozen = min(self._frozen, len(self.history) - self._first)
-        count = self.model.tokenizer.count
-        prompt = self._build()
-        if prompt.dropped_messages > self._first:
-            self._cut_deep(count)
-            prompt = self._build()
-        if prompt.token_count - count(prompt.static_prefix) > self._tail_limit():
-            self._frozen = len(self.history) - self._first
-            prompt = self._build()
-        return prompt
-
-    def _cut_deep(self, count) -> None:
-        """Leaves out all but the newest smart_context share of the history room, frozen."""
-        self._frozen = 0
-        room = self.model.context_length - self.options.max_new_tokens
-        head = count(self._build(first=len(self.history)).text)  # card and reply turn
-        keep = history_budget(room, head, self.smart_context or 0.75)
-        self._first = self._build(slack=room - head - keep).dropped_messages
-        self._frozen = len(self.history) - self._first
-        self._cut = bool(self.smart_context)
-
-    def _tail_limit(self) -> int:
-        """Tokens after the frozen block before it moves on (a pass over it all)."""
-        if not self._cut:
-            return UNCACHED_TAIL_TOKENS
-        return self.model.prefill_chunk or self.model.context_length
-
-    def _build(self, slack: int = 0, first: int | None = None) -> Prompt:
-        return build_prompt(
-            self.character, self.history, None, self.model.tokenizer.count,
-            self.model.context_length - slack, self.options.max_new_tokens,
-            first_message=self._first if first is None else first,
-            static_messages=self._frozen,
-        )
+        history, message = _split_message(self.history, message)
+        return self.completions.plan_chat(ChatParts(self.character, history, message, ()),
+                                          self.options.max_new_tokens)
 
     def save(self, path) -> None:
         """Writes the chat as SillyTavern JSONL, atomically."""
@@ -175,56 +175,58 @@ class ChatSession:
         """Replaces the history with a saved chat's."""
         self.history = read_chat(path, self.character.name)
 
-    def reply(self, cancel=None, replies: int | None = None) -> Iterator[str]:
+    def reply(self, cancel=None, replies: int | None = None) -> CompletionStream:
         """Streams the character's reply to the history as it stands, and records it.
 
         With replies > 1 the other replies are kept as spares once the iteration ends.
 
         Raises:
-          ValueError: replies is not a valid number of replies (checked at once).
+          OptionsError: replies is not a valid number of replies (checked at once).
+          PromptTooLongError: a user's message that ends the history does not fit.
         """
         n = self.replies if replies is None else check_reply_count(replies)
-        self._check_not_streaming()
+        return self._reply_to(self.history, cancel, n)
+
+    def _reply_to(self, history: list, cancel, n: int) -> CompletionStream:
+        history, message = _split_message(history, None)
+        return self._start(history, message, cancel, n)
+
+    def _start(self, history: list, message: str | None, cancel, n: int) -> CompletionStream:
+        """Plans the turn (raising before anything changes), then starts its reply."""
+        context = self._context(history + ([Message(USER, message, True)] if message else []))
+        self._take_turn()
+        try:
+            stream = self.completions.create_character_reply(
+                self.character, history, message, self.options, n=n, cancel=cancel,
+                text=True, on_long_prompt=self.on_long_prompt,
+                on_end=functools.partial(self._ended, n=n, context=context))
+        except BaseException:
+            self._streaming.release()
+            raise
         self._spares, self._spares_for = [], None
-        return self._stream_reply(n, cancel)
+        return stream
+
+    def _take_turn(self) -> None:
+        if not self._streaming.acquire(blocking=False):  # another turn started meanwhile
+            raise ReentryError(_STREAMING)
 
     def _check_not_streaming(self) -> None:
         """Refuses a new turn, before it changes anything, while a reply still streams."""
         if self._streaming.locked():
             raise ReentryError(_STREAMING)
 
-    def _stream_reply(self, n: int, cancel) -> Iterator[str]:
-        if not self._streaming.acquire(blocking=False):  # another turn started meanwhile
-            raise ReentryError(_STREAMING)
-        try:
-            yield from self._generate_reply(n, cancel)
-        finally:
-            self._streaming.release()
-
-    def _generate_reply(self, n: int, cancel) -> Iterator[str]:
-        context, prompt = self._context(), self.prompt()
-        kwargs = dict(cancel=cancel, on_long_prompt=self.on_long_prompt)
+    def _ended(self, stream: CompletionStream, shown: str, n: int = 1, context=None) -> None:
+        """Whatever was shown is kept, also when the reply was cancelled; spares with it."""
+        if shown:
+            self.history.append(Message(self.character.name, shown))
         if n > 1:
-            stream = self.model.stream_replies(prompt, n, self.options, **kwargs)
-        else:
-            stream = self.model.stream(prompt, self.options, **kwargs)
-        pieces = []
-        try:
-            for piece in stream:
-                pieces.append(piece)
-                yield piece
-        finally:
-            stream.close()
-            # Whatever was shown is kept, also when the reply was cancelled.
-            if pieces:
-                self.history.append(Message(self.character.name, "".join(pieces)))
-        if n > 1:
-            self._keep_spares(stream, "".join(pieces), context)
+            self._keep_spares(stream.others, shown, context)
+        self._streaming.release()
 
-    def _keep_spares(self, replies, shown: str, context) -> None:
+    def _keep_spares(self, others: list, shown: str, context) -> None:
         """Keeps the finished replies that differ from the shown one and from each other."""
         kept = []
-        for text, reason in zip(replies.texts[1:], replies.finish_reasons[1:], strict=True):
+        for text, reason in others:
             if text and reason != "cancelled" and text != shown and text not in kept:
                 kept.append(text)
         self._spares, self._spares_for = kept, context
@@ -234,9 +236,11 @@ class ChatSession:
         return tuple(self.history if history is None else history), self.options
 
 
-def _at_once(text: str) -> Iterator[str]:
-    """A reply already made, as a stream of one piece (closable like a generated one)."""
-    yield text
+def _split_message(history: list, message: str | None) -> tuple:
+    """(history, message): a user's message that ends the history is the turn's message."""
+    if message is None and history and history[-1].is_user:
+        return list(history[:-1]), history[-1].text
+    return list(history), message
 
 
 def write_chat(path, character_name: str, history: list) -> None:

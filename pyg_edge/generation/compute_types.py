@@ -106,3 +106,11 @@ def available_memory() -> int | None:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return None
+
+
+def int8_path_report(device: str, compute_type: str) -> dict:
+    """Whether this process's CPU int8 path is exact (pyg_edge.cpu.backend_choice), and
+    what a model runs in: backend, int8_exact, exact_types, detail, device, compute_type."""
+    choice = backend_choice.current_choice()
+    verdict = choice.verdict() if choice else {"detail": "not checked"}
+    return {**verdict, "device": device, "compute_type": compute_type}

@@ -8,10 +8,10 @@ import threading
 import time
 import weakref
 
-from pyg_edge.cpu.backend_choice import current_choice
 from pyg_edge.cpu.setup import ctranslate2_module
 from pyg_edge.errors import ModelLoadError, PygEdgeError
 from pyg_edge.generation import loading
+from pyg_edge.generation.compute_types import int8_path_report
 from pyg_edge.generation.generate import produce_text
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.prefill import PromptSpeed
@@ -57,6 +57,10 @@ class PygModel:
       progress: Called as progress(phase, fraction) through the load, with the phases of
         pyg_edge.generation.loading (CHECKING_CPU, READING_WEIGHTS, READY); fraction is
         None where unknown.
+      prefix_cache_bytes: The memory the cached prompt prefixes may hold (several chats
+        each keep theirs while it fits; pyg_edge.generation.prefix_cache); default: a
+        quarter of the memory available once the model is loaded. One prefix is always
+        kept.
 
     Attributes:
       prompt_speed: This machine's prompt reading speed, measured on past generations.
@@ -68,7 +72,8 @@ class PygModel:
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
                  cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool | None = None,
-                 gemm: str | None = None, allow_inexact: bool = False, progress=None):
+                 gemm: str | None = None, allow_inexact: bool = False, progress=None,
+                 prefix_cache_bytes: int | None = None):
         report = loading.progress_reporter(progress)
         self.path = os.fspath(path)
         self.metadata = read_metadata(self.path)
@@ -92,7 +97,8 @@ class PygModel:
                                               compute_type, cpu_threads, seed, end_token,
                                               allow_inexact)
         report(loading.READING_WEIGHTS, 1.0)
-        self.prefix_cache = PrefixCache(self._engine.reload)
+        self.prefix_cache = PrefixCache.for_model(self._engine.reload, self.metadata,
+                                                  prefix_cache_bytes)
         self.device, self.compute_type = self._engine.device, self._engine.compute_type
         _open_models.add(self)
         logger.info("loaded %s on %s (%s)", self.path, self.device, self.compute_type)
@@ -103,9 +109,7 @@ class PygModel:
         """Whether this process's CPU int8 path is exact (pyg_edge.cpu.backend_choice), and
         what this model runs in: backend, int8_exact, exact_types, detail, device,
         compute_type."""
-        choice = current_choice()
-        verdict = choice.verdict() if choice else {"detail": "not checked"}
-        return {**verdict, "device": self.device, "compute_type": self.compute_type}
+        return int8_path_report(self.device, self.compute_type)
 
     @property
     def context_length(self) -> int:
@@ -121,13 +125,23 @@ class PygModel:
         """The static prefixes (tuples of token ids) CTranslate2 holds in its cache now."""
         return self.prefix_cache.prefixes
 
+    def clear_prefix_cache(self) -> None:
+        """Frees the memory the cached prompt prefixes hold (a reload of the model, in the
+        model's turn: after the call that runs now); the next call reads its whole prompt."""
+        self._turns.acquire()
+        try:
+            if self._engine.generator is not None:
+                self.prefix_cache.empty()
+        finally:
+            self._turns.release()
+
     @property
     def waiting(self) -> int:
         """Calls waiting for their turn."""
         return self._turns.waiting
 
     def stream(self, prompt, options: SamplingOptions | None = None,
-               cancel: threading.Event | None = None, static_tokens: int = 0, *,
+               cancel: threading.Event | None = None, static_tokens: int = 0, *, n: int = 1,
                on_long_prompt=None, notices: bool = False, plan=None,
                **overrides) -> TextStream:
         """Generates a continuation of prompt: iterate the result, or `async for` it.
@@ -137,13 +151,17 @@ class PygModel:
         while the call waits for its turn, the model reloads, or the prompt is read.
 
         Args:
-          prompt: A str, continued as it is (a raw completion), or a Prompt from
-            build_prompt: its stop strings then apply, its static prefix is cached across
-            calls, and the reply is trimmed of surrounding whitespace.
+          prompt: A str, continued as it is (a raw completion), or a ModelInput (a chat's
+            Prompt is one): its stop strings and bans then apply, its static prefix is
+            cached across calls, and the reply is trimmed if it asks.
           options: Sampling options (defaults: SamplingOptions()).
           cancel: An Event that stops generation when set.
           static_tokens: For a str prompt, leading tokens to give CTranslate2 as a static
             prefix, cached across calls; at least one token always stays after it.
+          n: Replies sampled from one pass over the prompt, in one batch (1 to
+            MAX_REPLIES). Past 1 the result is a Replies: iterating it yields the first
+            reply's text, the others are in its .texts once iteration ends
+            (pyg_edge.generation.replies).
           on_long_prompt: Called as on_long_prompt(tokens, seconds), from the call's
             thread, before a pass over at least long_prompt_tokens uncached tokens;
             seconds is prompt_speed's estimate, or None before there is one.
@@ -155,35 +173,24 @@ class PygModel:
         Raises:
           PromptTooLongError: the prompt and max_new_tokens do not fit in the context
             (with plan: when iterated).
-          OptionsError: an option has an invalid value (UnknownOptionError: no such one).
+          OptionsError: an option has an invalid value (UnknownOptionError: no such one),
+            or n is not a valid number of replies.
         """
         call = Call(cancel, GenerationStats(), notices, on_long_prompt)
-        return self._new_call(TextStream, call, prompt, options, overrides, static_tokens,
-                              plan, functools.partial(produce_text, tokenizer=self.tokenizer))
+        if check_reply_count(n) == 1:
+            stream_class = TextStream
+            produce = functools.partial(produce_text, tokenizer=self.tokenizer)
+        else:
+            results = ReplyResults(n)
+            stream_class = functools.partial(Replies, results)
+            produce = functools.partial(produce_replies, tokenizer=self.tokenizer,
+                                        results=results)
+        return self._new_call(stream_class, call, prompt, options, overrides, static_tokens,
+                              plan, produce)
 
     def generate(self, prompt, options: SamplingOptions | None = None, **overrides) -> str:
         """Like stream(), but returns the whole text."""
         return "".join(self.stream(prompt, options, **overrides))
-
-    def stream_replies(self, prompt, n: int, options: SamplingOptions | None = None,
-                       cancel: threading.Event | None = None, static_tokens: int = 0, *,
-                       on_long_prompt=None, notices: bool = False, plan=None,
-                       **overrides) -> Replies:
-        """Samples n replies (1 to MAX_REPLIES) from one pass over prompt, in one batch.
-
-        Iterating the result yields the first reply's text as stream() would; the others
-        are in its .texts once iteration ends (pyg_edge.generation.replies). The other
-        arguments, and what is raised, are stream()'s; OptionsError also for a bad n.
-        """
-        results = ReplyResults(check_reply_count(n))
-        call = Call(cancel, GenerationStats(), notices, on_long_prompt)
-        return self._new_call(functools.partial(Replies, results), call, prompt, options,
-                              overrides, static_tokens, plan, functools.partial(
-                                  produce_replies, tokenizer=self.tokenizer, results=results))
-
-    def generate_replies(self, prompt, n: int, options=None, **overrides) -> list:
-        """Like stream_replies(), but returns the n texts."""
-        return self.stream_replies(prompt, n, options, **overrides).wait()
 
     def close(self) -> None:
         """Stops every call, waiting or running, and frees the model's memory (after a
@@ -227,6 +234,7 @@ class PygModel:
         try:
             if not self._turns.acquire(call.cancel):
                 return
+            call.stats.queued_seconds = time.monotonic() - call.started
             try:
                 call.state = "running"
                 request = request or prepare()
@@ -249,7 +257,8 @@ class PygModel:
         if call.cancel.is_set():
             stats.finish_reason = "cancelled"
         if stats.new_tokens and stats.first_token_seconds:
-            self.prompt_speed.record(stats.read_tokens, stats.first_token_seconds)
+            self.prompt_speed.record(stats.read_tokens,  # the prompt pass, not the wait
+                                     stats.first_token_seconds - stats.queued_seconds)
 
     def _begin(self, request, call: Call) -> bool:
         """In the call's turn: a new seed reloads the model, the prefix is cached, a long

@@ -4,7 +4,7 @@ CTranslate2's generate_batch with num_hypotheses > 1 processes the prompt once, 
 state for each reply and samples them together, so a regenerate ("swipe") can show a reply
 that is already there. Each reply has its own UTF-8 decoder and stop filter: it ends at its
 own stop string or end token, and the step callback then tells CTranslate2 to stop
-computing it. PygModel.stream_replies is the entry point; this module is its helper.
+computing it. PygModel.stream(..., n=N) is the entry point; this module is its helper.
 """
 
 import queue

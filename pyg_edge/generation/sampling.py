@@ -1,11 +1,10 @@
-"""Sampling options, with Pygmalion's own defaults."""
+"""Sampling options, with PygmalionAI gradio-ui's defaults (the prompt format's own banned
+markers are the chat layer's: pyg_edge.chat.prompt.PYGMALION_BANNED)."""
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 
 from pyg_edge.errors import OptionsError, UnknownOptionError
 from pyg_edge.generation.token_probs import MAX_TOP_LOGPROBS
-
-DEFAULT_BANNED = ("Persona:", "Scenario:", "<START>")
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ class SamplingOptions:
     min_new_tokens: int = 1
     seed: int | None = None
     stop: tuple = ()
-    banned: tuple = field(default=DEFAULT_BANNED)
+    banned: tuple = ()
     banned_ids: tuple = ()
     top_logprobs: int | None = None
 

@@ -14,6 +14,7 @@ class GenerationStats:
       read_tokens: Of those, tokens the prompt pass read (not found in the cache).
       new_tokens: Tokens generated (the end token not counted).
       first_token_seconds: From the call to the first generated token.
+      queued_seconds: Of those, the time the call waited for its turn (other calls).
       seconds: From the call to the end of generation.
       finish_reason: "stop" (end token or stop string), "length" (max_new_tokens),
         or "cancelled" (the caller's cancel, while queued, loading or generating).
@@ -26,6 +27,7 @@ class GenerationStats:
     read_tokens: int = 0
     new_tokens: int = 0
     first_token_seconds: float = 0.0
+    queued_seconds: float = 0.0
     seconds: float = 0.0
     finish_reason: str = "length"
     token_logprobs: list = field(default_factory=list)

@@ -9,6 +9,7 @@ call then ends marked "cancelled", and the engine stops at its next step in the 
 """
 
 import asyncio
+import dataclasses
 import queue
 import threading
 import time
@@ -70,8 +71,9 @@ class TextStream:
     stream, or dropping it, cancels it. A stream is read once, sync or async.
 
     Attributes:
-      stats: This call's GenerationStats, complete once iteration has ended and the engine
-        finished (a cancelled call's engine may still be finishing its step).
+      stats: This call's GenerationStats, final once iteration has ended: after a cancel,
+        the figures as they were then, with finish_reason "cancelled" (the engine may
+        still be finishing its step; PygModel.last_generation gets its last figures).
     """
 
     def __init__(self, run: Callable[[Call], None], call: Call, reading: threading.local):
@@ -162,7 +164,11 @@ class TextStream:
         return None
 
     def _cancelled(self) -> None:
-        self.stats.finish_reason = "cancelled"
+        if not self._done:  # a copy: the engine thread may still be writing its own
+            self.stats = dataclasses.replace(
+                self._call.stats, finish_reason="cancelled",
+                seconds=time.monotonic() - self._call.started,
+                token_logprobs=list(self._call.stats.token_logprobs))
         self._finish()
 
     def _finish(self) -> None:

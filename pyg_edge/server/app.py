@@ -1,5 +1,7 @@
-"""The aiohttp application: each API's routes behind the middleware (API key, JSON errors)."""
+"""The aiohttp application: each API's routes behind the middleware (API key, JSON errors,
+bounded connections)."""
 
+import asyncio
 import logging
 import os
 from dataclasses import replace
@@ -9,8 +11,15 @@ from aiohttp import web
 from pyg_edge.chat.completions import Completions
 from pyg_edge.generation.model import PygModel
 from pyg_edge.server import kobold, koboldcpp, llamacpp, openai, textgen, webchat
-from pyg_edge.server.browser_guard import check_host_and_body_type, is_loopback
+from pyg_edge.server.browser_guard import check_host_and_body_type, exposure_warnings
 from pyg_edge.server.common import COMPLETIONS, GENERATIONS, MODEL, NAME, SETTINGS
+from pyg_edge.server.connections import (
+    QuietAcceptErrors,
+    bounded_io,
+    quiet_bad_request_logs,
+    raise_open_file_limit,
+    runner_options,
+)
 from pyg_edge.server.cors import add_allow_origin, answer_preflight, check_origins
 from pyg_edge.server.generations import Generations
 from pyg_edge.server.middleware import errors_as_json, require_key
@@ -18,15 +27,7 @@ from pyg_edge.server.settings import ServerSettings
 
 logger = logging.getLogger("pyg_edge")
 
-MAX_BODY_BYTES = 2 * 1024 * 1024  # a long chat plus a PNG card fit; more is refused (413)
-# A connection with no request under way (idle between requests, or still sending its
-# headers) is closed after this long: half-sent requests cannot pile up and hold sockets.
-IDLE_TIMEOUT_S = 15.0
-
-
-def runner_options() -> dict:
-    """aiohttp's server options (web.run_app, web.AppRunner): the idle timeout."""
-    return {"keepalive_timeout": IDLE_TIMEOUT_S}
+__all__ = ["create_app", "runner_options", "serve"]
 
 
 def create_app(model: PygModel, settings: ServerSettings | None = None) -> web.Application:
@@ -43,8 +44,8 @@ def create_app(model: PygModel, settings: ServerSettings | None = None) -> web.A
     settings = replace(settings, cors_origins=check_origins(settings.cors_origins),
                        allowed_hosts=tuple(h.lower() for h in settings.allowed_hosts))
     app = web.Application(middlewares=[errors_as_json, check_host_and_body_type,
-                                       answer_preflight, require_key],
-                          client_max_size=MAX_BODY_BYTES)
+                                       answer_preflight, require_key, bounded_io],
+                          client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(add_allow_origin)
     app[MODEL] = model
     app[SETTINGS] = settings
@@ -70,12 +71,19 @@ def serve(model_path: str, settings: ServerSettings | None = None, **model_optio
       **model_options: PygModel's (device, compute_type, cpu_threads, ...).
     """
     settings = settings or ServerSettings()
-    if not is_loopback(settings.host) and not settings.api_key:
-        logger.warning("serving on %s without an API key: anyone who reaches it can use it",
-                       settings.host)
+    for warning in exposure_warnings(settings):
+        logger.warning(warning)
     if "*" in settings.cors_origins and not settings.api_key:
         logger.warning("any web page this browser opens may use the model (--cors-origin '*' "
                        "without an API key)")
+    raise_open_file_limit()
+    quiet_bad_request_logs()
+
+    async def quiet_accept_errors(app):
+        asyncio.get_running_loop().set_exception_handler(QuietAcceptErrors())
+
     with PygModel(model_path, **model_options) as model:
-        web.run_app(create_app(model, settings), host=settings.host, port=settings.port,
-                    **runner_options())
+        app = create_app(model, settings)
+        app.on_startup.append(quiet_accept_errors)
+        web.run_app(app, host=settings.host, port=settings.port,
+                    **runner_options(settings))

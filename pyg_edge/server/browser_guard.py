@@ -3,7 +3,9 @@
 - DNS rebinding: a page on evil.example can point its own name at 127.0.0.1 and then read
   replies as same-origin. Bound to loopback, the server answers only requests whose Host
   is a loopback name (127.0.0.1, localhost, [::1], any port) or one the user allowed
-  (`serve --allow-host NAME`).
+  (`serve --allow-host NAME`). Bound to another address, it answers those names and the
+  address itself once any is allowed; with none allowed, any name (the machine's LAN
+  names are not known here), and it says so at start (exposure_warnings).
 - Cross-site "simple" requests: a page may POST text/plain or a form to any address
   without a CORS preflight, and the request runs even if the page cannot read the reply.
   A POST body must be application/json (what SillyTavern, KoboldAI Lite, the openai SDK
@@ -39,16 +41,40 @@ def host_name(header: str) -> str:
     return header.rpartition(":")[0].lower() if header.count(":") == 1 else header.lower()
 
 
+def checks_host(settings) -> bool:
+    """Whether the Host header is checked: on loopback, or once a name is allowed."""
+    return is_loopback(settings.host) or bool(settings.allowed_hosts)
+
+
+def exposure_warnings(settings) -> list:
+    """What a bind beyond loopback exposes, as lines to log at start."""
+    if is_loopback(settings.host):
+        return []
+    warnings = []
+    if not settings.api_key:
+        warnings.append(f"serving on {settings.host} without an API key: anyone who reaches "
+                        "it can use it")
+    else:
+        warnings.append(f"serving on {settings.host} over plain HTTP: the API key and every "
+                        "chat travel unencrypted; put a TLS proxy in front beyond a trusted "
+                        "network")
+    if not settings.allowed_hosts:
+        warnings.append("any Host name is answered: a web page can point its own name at "
+                        "this server (DNS rebinding); --allow-host NAME answers only the "
+                        "names you list")
+    return warnings
+
+
 @web.middleware
 async def check_host_and_body_type(request, handler):
     settings = request.app[SETTINGS]
     host = request.headers.get("Host")
-    if host is not None and is_loopback(settings.host):
+    if host is not None and checks_host(settings):
         name = host_name(host)
-        if not is_loopback(name) and name not in settings.allowed_hosts:
-            raise web.HTTPForbidden(reason=f"Host {host!r} is not this server's name (it "
-                                    "listens on loopback only); to allow it, start with "
-                                    f"--allow-host {name}")
+        if not is_loopback(name) and name not in settings.allowed_hosts \
+                and name != settings.host.strip("[]").lower():
+            raise web.HTTPForbidden(reason=f"Host {host!r} is not this server's name; to "
+                                    f"allow it, start with --allow-host {name}")
     if request.method == "POST" and request.body_exists:
         allowed = ("application/json", *_RAW_BODY_ROUTES.get(request.path, ()))
         if request.content_type not in allowed:

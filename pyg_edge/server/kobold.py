@@ -7,76 +7,21 @@ rep_pen_range is ignored too: CTranslate2 penalises every earlier token.
 
 from aiohttp import web
 
-from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import (
     MODEL,
     NAME,
     SETTINGS,
-    completions,
+    encode,
     generate,
     json_body,
     limits,
+    start_completion,
 )
-from pyg_edge.server.options import (
-    Completion,
-    Limits,
-    fit_context,
-    sampling_options,
-    single_reply,
-)
-from pyg_edge.server.params import Notes, field, first_field, string_list
+from pyg_edge.server.parsing import field, parse_generate
 
 API_VERSION = "1.2.5"  # >= 1.2.2 makes frontends send stop_sequence
-# text-generation-webui's legacy API posts its own body to the same /api/v1/generate
-# (SillyTavern's "Legacy API" box): its names for the length, context and stops too.
-_MAX_LENGTH = ("max_length", "max_new_tokens", "max_tokens")
-_CONTEXT = ("max_context_length", "truncation_length")
 routes = web.RouteTableDef()
 _PREFIXES = ("/api/v1", "/api/latest")  # KoboldCpp answers both
-
-
-def parse_generate(body: dict, defaults: SamplingOptions, limits: Limits) -> Completion:
-    """Reads a KoboldAI generate body; numbers out of range are clamped and noted.
-
-    Raises:
-      BadRequest: a field has the wrong type, or the prompt is missing.
-    """
-    notes = Notes()
-    context = fit_context(first_field(body, _CONTEXT, int), limits, notes,
-                          "max_context_length")
-    options = sampling_options(
-        defaults, limits, context, notes,
-        max_new_tokens=first_field(body, _MAX_LENGTH, int),
-        temperature=field(body, "temperature", float),
-        top_k=field(body, "top_k", int),
-        top_p=field(body, "top_p", float),
-        repetition_penalty=first_field(body, ("rep_pen", "repetition_penalty"), float),
-        seed=first_field(body, ("sampler_seed", "seed"), int),  # -1 or absent: random
-        stop=string_list(body, "stop_sequence") + string_list(body, "stopping_strings"),
-    )
-    options = apply_client_settings(body, options, limits.vocab_size, notes)
-    return Completion(
-        prompt=field(body, "prompt", str, required=True),
-        options=options,
-        context=context,
-        key=field(body, "genkey", str, ""),
-        n=field(body, "n", int, 1),
-        memory=field(body, "memory", str, ""),  # KoboldCpp: kept in front of the prompt
-        notes=notes,
-    )
-
-
-def start_generate(request, body) -> tuple:
-    """(Completion, its CompletionStream) for a generate body: the prompt fitted to its
-    context, planned as every completion is (pyg_edge.chat.completions)."""
-    completion = parse_generate(body, request.app[SETTINGS].defaults, limits(request))
-    single_reply(completion.n)
-    stream = completions(request).create_completion(
-        completion.prompt, completion.options, memory=completion.memory,
-        context=completion.context)
-    completion.notes.extend(stream.notes)
-    return completion, stream
 
 
 def _get(path: str):
@@ -119,7 +64,9 @@ async def soft_prompt(request):
 
 
 async def generate_text(request):
-    completion, stream = start_generate(request, await json_body(request))
+    completion = parse_generate(await json_body(request), request.app[SETTINGS].defaults,
+                                limits(request))
+    stream = await start_completion(request, completion, single=True)
     text = await generate(request, stream, completion.key, completion.options.seed,
                           kobold=True)
     reply = {"results": [{"text": text, "finish_reason": stream.stats.finish_reason}]}
@@ -131,7 +78,7 @@ async def generate_text(request):
 async def legacy_token_count(request):
     """text-generation-webui's legacy token count: {prompt} -> {results: [{tokens}]}."""
     text = field(await json_body(request), "prompt", str, required=True)
-    return web.json_response({"results": [{"tokens": request.app[MODEL].tokenizer.count(text)}]})
+    return web.json_response({"results": [{"tokens": len(await encode(request, text))}]})
 
 
 for _prefix in _PREFIXES:

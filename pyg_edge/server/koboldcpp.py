@@ -10,17 +10,19 @@ import time
 from aiohttp import web
 
 from pyg_edge import __version__
-from pyg_edge.server.client_settings import ignored_settings
 from pyg_edge.server.common import (
     COMPLETIONS,
     GENERATIONS,
     MODEL,
     SETTINGS,
+    encode,
     json_body,
+    limits,
+    optional_json_body,
+    start_completion,
     stream_sse,
 )
-from pyg_edge.server.kobold import start_generate
-from pyg_edge.server.params import field
+from pyg_edge.server.parsing import field, ignored_settings, parse_generate
 
 # Lite sends `memory` apart from the prompt from 1.49, SillyTavern streams from 1.30.
 KOBOLDCPP_VERSION = "1.60.1"
@@ -49,7 +51,9 @@ async def preloaded_story(request):
 
 @routes.post("/api/extra/generate/stream")
 async def stream(request):
-    completion, stream = start_generate(request, await json_body(request))
+    completion = parse_generate(await json_body(request), request.app[SETTINGS].defaults,
+                                limits(request))
+    stream = await start_completion(request, completion, single=True)
     return await stream_sse(
         request, stream, lambda chunk: {"token": chunk.text, "finish_reason": None},
         completion.key,
@@ -64,15 +68,14 @@ def _finish(reason: str) -> str:
 
 @routes.post("/api/extra/abort")
 async def abort(request):
-    body = await json_body(request) if request.can_read_body else {}
+    body = await optional_json_body(request)
     aborted = request.app[GENERATIONS].abort(field(body, "genkey", str, ""))
     return web.json_response({"success": "true" if aborted else "false", "done": "true"})
 
 
 @routes.post("/api/extra/tokencount")
 async def tokencount(request):
-    text = field(await json_body(request), "prompt", str, required=True)
-    ids = request.app[MODEL].tokenizer.encode(text)
+    ids = await encode(request, field(await json_body(request), "prompt", str, required=True))
     return web.json_response({"value": len(ids), "ids": ids})
 
 
@@ -84,7 +87,7 @@ async def check(request):
     Without a genkey only a generation started without one is shown, so one client
     never reads another's text.
     """
-    body = await json_body(request) if request.method == "POST" and request.can_read_body else {}
+    body = await optional_json_body(request) if request.method == "POST" else {}
     text = request.app[GENERATIONS].text_for(field(body, "genkey", str, ""))
     return web.json_response({"results": [{"text": text}]})
 
@@ -95,8 +98,8 @@ async def perf(request):
     queue = request.app[GENERATIONS]
     record, now = queue.last, time.time()
     stats = record.stats
-    process = stats.first_token_seconds
-    evaluate = max(stats.seconds - process, 0.0)
+    process = stats.first_token_seconds - stats.queued_seconds  # reading, not waiting
+    evaluate = max(stats.seconds - stats.first_token_seconds, 0.0)
     processed = stats.prompt_tokens - stats.cached_tokens
     return web.json_response({
         "last_process": round(process, 3), "last_eval": round(evaluate, 3),

@@ -13,16 +13,16 @@ from pyg_edge.server.common import (
     MODEL,
     NAME,
     SETTINGS,
-    completions,
+    decode_tokens,
+    encode,
     generate,
     json_body,
     limits,
+    start_completion,
     stream_sse,
 )
 from pyg_edge.server.logprobs import llamacpp_probabilities
-from pyg_edge.server.openai import parse_completion
-from pyg_edge.server.options import single_reply
-from pyg_edge.server.params import BadRequest, field
+from pyg_edge.server.parsing import field, parse_completion
 
 routes = web.RouteTableDef()
 
@@ -46,33 +46,16 @@ async def tokenize(request):
     """llama.cpp's {content, with_pieces} or vLLM's {prompt}; answers both shapes."""
     body = await json_body(request)
     key = "content" if "content" in body else "prompt"
-    model = request.app[MODEL]
-    ids = model.tokenizer.encode(field(body, key, str, required=True))
-    tokens = ids
-    if field(body, "with_pieces", bool, False):
-        tokens = [{"id": i, "piece": model.tokenizer.decode([i])} for i in ids]
-    return web.json_response({"tokens": tokens, "count": len(ids),
-                              "max_model_len": model.context_length})
+    tokens = await encode(request, field(body, key, str, required=True),
+                          pieces=field(body, "with_pieces", bool, False))
+    return web.json_response({"tokens": tokens, "count": len(tokens),
+                              "max_model_len": request.app[MODEL].context_length})
 
 
 @routes.post("/detokenize")
 async def detokenize(request):
-    text = decode_ids(request, await json_body(request))
+    text = await decode_tokens(request, await json_body(request))
     return web.json_response({"content": text, "prompt": text})
-
-
-def decode_ids(request, body: dict) -> str:
-    """The text of a body's `tokens` (a list of token ids).
-
-    Raises:
-      BadRequest: tokens is missing or holds something other than valid ids.
-    """
-    tokens = field(body, "tokens", list, required=True)
-    vocab = len(request.app[MODEL].tokenizer.vocabulary)
-    if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
-               for t in tokens):
-        raise BadRequest(f"field 'tokens' must be a list of token ids from 0 to {vocab - 1}")
-    return request.app[MODEL].tokenizer.decode(tokens)
 
 
 @routes.post("/completion")
@@ -81,10 +64,7 @@ async def completion(request):
     body = await json_body(request)
     parsed = parse_completion(body, request.app[SETTINGS].defaults, limits(request),
                               request.app[SETTINGS].defaults.max_new_tokens)
-    single_reply(parsed.n)
-    stream = completions(request).create_completion(parsed.prompt, parsed.options,
-                                                    context=parsed.context)
-    parsed.notes.extend(stream.notes)
+    stream = await start_completion(request, parsed, single=True)
     seed = parsed.options.seed
     if field(body, "stream", bool, False):
         return await stream_sse(request, stream, lambda chunk: _chunk(chunk, parsed.options),
@@ -103,8 +83,8 @@ def _chunk(piece, options) -> dict:
 
 def _final(request, text: str, stats, parsed) -> dict:
     """The last (or only) answer of a /completion, with llama.cpp's figures."""
-    process = stats.first_token_seconds
-    evaluate = max(stats.seconds - process, 0.0)
+    process = stats.first_token_seconds - stats.queued_seconds  # reading, not waiting
+    evaluate = max(stats.seconds - stats.first_token_seconds, 0.0)
     reply = {
         "content": text, "stop": True, "model": request.app[NAME],
         "tokens_predicted": stats.new_tokens, "tokens_evaluated": stats.prompt_tokens,

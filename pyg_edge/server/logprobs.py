@@ -15,38 +15,6 @@ tokens its text shows.
 
 import math
 
-from pyg_edge.generation.token_probs import MAX_TOP_LOGPROBS
-from pyg_edge.server.params import Notes, field
-
-
-def requested_top(body: dict, notes: Notes, replies: int) -> int | None:
-    """How many alternatives per token the body asks for; None when it asks for none.
-
-    `logprobs` is a bool (OpenAI chat, with `top_logprobs`) or a count (OpenAI text);
-    `n_probs` is llama.cpp's count.
-
-    Raises:
-      BadRequest: logprobs is neither a bool nor a number.
-    """
-    asked = body.get("logprobs")
-    if isinstance(asked, bool):
-        top = field(body, "top_logprobs", int, 0) if asked else None
-    elif asked is None:
-        top = None
-    else:
-        top = field(body, "logprobs", int)
-    n_probs = field(body, "n_probs", int, 0)
-    if n_probs > 0:
-        top = max(top or 0, n_probs)
-    if top is None or top < 0:
-        return None
-    if replies > 1:
-        notes.add("token probabilities are given for n = 1 only: none sent")
-        return None
-    if top > MAX_TOP_LOGPROBS:
-        notes.add(f"{top} alternatives per token asked for, {MAX_TOP_LOGPROBS} sent")
-    return min(top, MAX_TOP_LOGPROBS)
-
 
 def chat_logprobs(entries) -> dict:
     """OpenAI chat's choice.logprobs."""

@@ -2,19 +2,20 @@
 
 Clients show the error they can read: SillyTavern and KoboldAI Lite read KoboldAI's
 `detail.msg` on /api routes, OpenAI-style clients read `error.message` everywhere else.
+A client's mistake is a 4xx; the server's own fault (CTranslate2 failing, a closed model,
+a bug) a 5xx, logged as one line (its traceback at debug level).
 """
 
 import hmac
+import logging
 
 from aiohttp import web
 
 from pyg_edge.errors import PygEdgeError
 from pyg_edge.server.common import SETTINGS
-from pyg_edge.server.params import BadRequest
+from pyg_edge.server.error_replies import error_response, status_of
+from pyg_edge.server.parsing import BadRequest
 
-_KOBOLD_TYPES = {401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 413: "payload_too_large",
-                 415: "unsupported_media_type"}
 _OPEN_PATHS = ("/",)  # the web chat page asks for the key itself
 _NO_KEY = "missing or wrong API key (send Authorization: Bearer KEY)"
 # SillyTavern's KoboldAI Classic connection sends no key at all.
@@ -22,29 +23,33 @@ _KOBOLD_CLASSIC = ("; SillyTavern's KoboldAI Classic connection cannot send one:
                    "with Text Completion, type KoboldCpp, and enter the key there")
 
 
+logger = logging.getLogger("pyg_edge")
 @web.middleware
 async def errors_as_json(request, handler):
-    """Every error a client can cause becomes a 4xx with a JSON body; the server goes on."""
+    """Every error becomes a JSON body in the API's shape: a client's a 4xx, the server's a
+    5xx (one log line); the server goes on."""
     try:
         return await handler(request)
     except (BadRequest, PygEdgeError) as error:
-        return error_response(request.path, 400, str(error))
+        status = status_of(error)
+        if status >= 500:
+            logger.error("%s %s: %s", request.method, request.path, error)
+        return error_response(request.path, status, str(error))
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return error_response(request.path, error.status, error.reason)
-
-
-def error_response(path: str, status: int, message: str) -> web.Response:
-    """An error in the shape the API of path uses."""
-    if path.startswith("/api/") and not path.startswith("/api/pyg-edge/"):
-        kind = _KOBOLD_TYPES.get(status, "bad_input" if status < 500 else "server_error")
-        # SillyTavern's stream reader shows error.message; KoboldAI clients read detail.msg.
-        return web.json_response({"detail": {"msg": message, "type": kind},
-                                  "error": {"message": message, "type": kind}}, status=status)
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    return web.json_response({"error": {"message": message, "type": kind, "code": status}},
-                             status=status)
+        response = error_response(request.path, error.status, error.reason)
+        if "Retry-After" in error.headers:
+            response.headers["Retry-After"] = error.headers["Retry-After"]
+        return response
+    except ConnectionResetError:
+        raise  # the client left: aiohttp drops the connection quietly
+    except Exception as error:  # a bug: one line, not a 3 KB traceback per request
+        logger.error("%s %s failed: %s: %s", request.method, request.path,
+                     type(error).__name__, str(error)[:200])
+        logger.debug("the traceback of that failure", exc_info=True)
+        return error_response(request.path, 500, "internal server error (the server's log "
+                              "has a line on it)")
 
 
 @web.middleware

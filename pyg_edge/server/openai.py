@@ -5,7 +5,7 @@ clients send (SillyTavern's Text Completion: max_new_tokens, truncation_length,
 stopping_strings, rep_pen, ...), so every type SillyTavern offers gets the same reply.
 /v1/chat/completions builds a Pygmalion prompt from the messages (chat_messages).
 
-`n` asks for several choices from one prompt pass (PygModel.stream_replies). Choice 0 is
+`n` asks for several choices from one prompt pass (PygModel.stream with n). Choice 0 is
 generated and streamed as with n = 1; choices 1 to n-1 are sampled beside it in the same
 batch. Streamed, they follow choice 0's last chunk, one chunk of whole text and one
 finishing chunk each, every chunk holding one choice with its index (the OpenAI format
@@ -17,9 +17,6 @@ import uuid
 
 from aiohttp import web
 
-from pyg_edge.generation.replies import MAX_REPLIES
-from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.client_settings import apply_client_settings
 from pyg_edge.server.common import (
     NAME,
     SETTINGS,
@@ -27,78 +24,14 @@ from pyg_edge.server.common import (
     generate,
     json_body,
     limits,
+    off_loop,
+    start_completion,
     stream_sse,
 )
-from pyg_edge.server.logprobs import chat_logprobs, requested_top, text_logprobs
-from pyg_edge.server.options import (
-    Completion,
-    Limits,
-    fit_context,
-    sampling_options,
-)
-from pyg_edge.server.params import BadRequest, Notes, field, first_field, string_list
+from pyg_edge.server.logprobs import chat_logprobs, text_logprobs
+from pyg_edge.server.parsing import Completion, field, include_usage, parse_completion
 
 routes = web.RouteTableDef()
-_MAX_TOKENS = ("max_tokens", "max_completion_tokens", "max_new_tokens", "n_predict")
-_CONTEXT = ("truncation_length", "max_context_length", "num_ctx")
-# OpenAI fields a Pygmalion model cannot honour; asked for, they are named in `warnings`.
-_NOT_HONOURED = ("tools", "tool_choice", "functions", "function_call", "response_format")
-
-
-def parse_completion(body: dict, defaults: SamplingOptions, limits: Limits,
-                     default_tokens: int, prompt: str | None = None) -> Completion:
-    """Reads an OpenAI (or text-generation-webui) body; numbers out of range are clamped.
-
-    Args:
-      body: The request body.
-      defaults: Sampling options for fields it leaves out.
-      limits: What the model and server allow.
-      default_tokens: max_tokens when the body has none.
-      prompt: The prompt (None: the body's `prompt`).
-
-    Raises:
-      BadRequest: a field has the wrong type, or n is not 1 to MAX_REPLIES.
-    """
-    notes = Notes()
-    context = fit_context(first_field(body, _CONTEXT, int), limits, notes, "truncation_length")
-    greedy = field(body, "do_sample", bool, True) is False  # text-generation-webui's switch
-    tokens = first_field(body, _MAX_TOKENS, int)
-    options = sampling_options(
-        defaults, limits, context, notes,
-        max_new_tokens=default_tokens if tokens is None or tokens < 0 else tokens,
-        temperature=0.0 if greedy else field(body, "temperature", float),
-        top_k=field(body, "top_k", int),
-        top_p=field(body, "top_p", float),
-        repetition_penalty=first_field(
-            body, ("repetition_penalty", "rep_pen", "repeat_penalty"), float),
-        no_repeat_ngram_size=field(body, "no_repeat_ngram_size", int),
-        seed=first_field(body, ("seed", "sampler_seed"), int),
-        stop=string_list(body, "stop") + string_list(body, "stopping_strings"),
-    )
-    options = apply_client_settings(body, options, limits.vocab_size, notes)
-    n = field(body, "n", int, 1, 1, MAX_REPLIES)  # each choice holds its own prompt state
-    options = options.with_overrides(top_logprobs=requested_top(body, notes, n))
-    for name in _NOT_HONOURED:
-        if body.get(name) not in (None, [], {}, "none", "auto", {"type": "text"}):
-            notes.add(f"field '{name}' is not supported here (a Pygmalion model has no tools "
-                      "or output formats): ignored")
-    prompt = completion_prompt(body) if prompt is None else prompt
-    return Completion(prompt, options, context, n=n, notes=notes)
-
-
-def include_usage(body: dict) -> bool:
-    """The client asked for a last streamed chunk with the usage (stream_options)."""
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage") is True
-
-
-def completion_prompt(body: dict) -> str:
-    prompt = body.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
-        return prompt[0]
-    if not isinstance(prompt, str):
-        raise BadRequest("field 'prompt' must be a string (or a list of one string)")
-    return prompt
 
 
 @routes.get("/v1/models")
@@ -114,8 +47,7 @@ async def models(request):
 async def completions_route(request):
     body = await json_body(request)
     completion = _parse(request, body, default_tokens=16)  # OpenAI's default
-    stream = completions(request).create_completion(
-        completion.prompt, completion.options, context=completion.context, n=completion.n)
+    stream = await start_completion(request, completion)
     return await _reply(request, body, "text_completion", stream, completion)
 
 
@@ -125,11 +57,12 @@ async def chat_completions(request):
     body = await json_body(request)
     completion = _parse(request, body, request.app[SETTINGS].defaults.max_new_tokens,
                         prompt="")  # the prompt is built from the messages
-    stream = completions(request).create_chat_completion(
-        body.get("messages"), completion.options,
+    stream = await off_loop(
+        completions(request).create_chat_completion, body.get("messages"), completion.options,
         character=field(body, "character", str, "") or field(body, "char_name", str, ""),
         user_name=field(body, "user_name", str, ""), context=completion.context,
         n=completion.n)
+    completion.notes.extend(stream.notes)
     return await _reply(request, body, "chat.completion", stream, completion)
 
 
@@ -140,7 +73,6 @@ def _parse(request, body, default_tokens, prompt=None) -> Completion:
 
 async def _reply(request, body, kind, stream, completion: Completion):
     name, options = request.app[NAME], completion.options
-    completion.notes.extend(stream.notes)
     if not field(body, "stream", bool, False):
         text = await generate(request, stream, seed=options.seed)
         reply = completion_body(kind, name, text, stream.stats,

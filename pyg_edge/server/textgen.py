@@ -6,9 +6,8 @@ through /v1/internal/encode instead of guessing them.
 
 from aiohttp import web
 
-from pyg_edge.server.common import MODEL, NAME, json_body
-from pyg_edge.server.llamacpp import decode_ids
-from pyg_edge.server.params import field
+from pyg_edge.server.common import NAME, decode_tokens, encode, json_body
+from pyg_edge.server.parsing import field
 
 routes = web.RouteTableDef()
 
@@ -19,18 +18,17 @@ async def model_info(request):
 
 
 @routes.post("/v1/internal/encode")
-async def encode(request):
-    text = field(await json_body(request), "text", str, required=True)
-    ids = request.app[MODEL].tokenizer.encode(text)
+async def encode_route(request):
+    ids = await encode(request, field(await json_body(request), "text", str, required=True))
     return web.json_response({"tokens": ids, "length": len(ids)})
 
 
 @routes.post("/v1/internal/decode")
 async def decode(request):
-    return web.json_response({"text": decode_ids(request, await json_body(request))})
+    return web.json_response({"text": await decode_tokens(request, await json_body(request))})
 
 
 @routes.post("/v1/internal/token-count")
 async def token_count(request):
     text = field(await json_body(request), "text", str, required=True)
-    return web.json_response({"length": request.app[MODEL].tokenizer.count(text)})
+    return web.json_response({"length": len(await encode(request, text))})

@@ -4,12 +4,19 @@ from importlib import resources
 
 from aiohttp import web
 
-from pyg_edge.chat.characters import Character, character_from_bytes
-from pyg_edge.chat.prompt import Message, build_prompt
+from pyg_edge.chat.card_book import read_lorebook
+from pyg_edge.chat.characters import (
+    Character,
+    card_from_bytes,
+    character_from_card,
+    fill_placeholders,
+)
+from pyg_edge.chat.prompt import Message
+from pyg_edge.errors import CharacterError
 from pyg_edge.generation.replies import MAX_REPLIES
 from pyg_edge.generation.stats import PromptNotice
-from pyg_edge.server.common import MODEL, SETTINGS, completions, json_body, stream_sse
-from pyg_edge.server.params import BadRequest, field
+from pyg_edge.server.common import SETTINGS, completions, json_body, off_loop, stream_sse
+from pyg_edge.server.parsing import BadRequest, field
 
 routes = web.RouteTableDef()
 
@@ -17,15 +24,32 @@ routes = web.RouteTableDef()
 @routes.get("/")
 async def page(request):
     text = resources.files("pyg_edge.server").joinpath("webchat.html").read_text("utf-8")
-    return web.Response(text=text, content_type="text/html")
+    # No other site may frame the page (clickjacking its Send and Stop buttons).
+    return web.Response(text=text, content_type="text/html", headers={
+        "Content-Security-Policy": "frame-ancestors 'none'", "X-Frame-Options": "DENY"})
 
 
 @routes.post("/api/pyg-edge/character")
 async def character_card(request):
-    """Parses an uploaded card (the raw bytes of a .json or .png file)."""
-    character = character_from_bytes(await request.read(), request.query.get("name", "card"))
-    return web.json_response(character.__dict__ | {
-        "example_dialogue": list(character.example_dialogue)})
+    """Parses an uploaded card (the raw bytes of a .json or .png file), off the event loop.
+
+    The reply is what the page keeps and sends back with each turn: the prompt fields,
+    `alternate_greetings`, `creator_notes`, `metadata`,
+    `notice` (what the card holds that pyg-edge does not apply) and `character_book` as
+    the card wrote it.
+    """
+    source = request.query.get("name", "card")
+    card, character = await off_loop(_read_card, await request.read(), source)
+    data = card.get("data") if isinstance(card.get("data"), dict) else card
+    return web.json_response({
+        "name": character.name, "persona": character.persona,
+        "scenario": character.scenario, "greeting": character.greeting,
+        "example_dialogue": list(character.example_dialogue),
+        "alternate_greetings": list(character.alternate_greetings),
+        "creator_notes": character.creator_notes,
+        "metadata": dict(character.metadata), "notice": character.notice,
+        "character_book": data.get("character_book") if character.book else None,
+    })
 
 
 @routes.post("/api/pyg-edge/chat/stream")
@@ -39,20 +63,25 @@ async def chat_stream(request):
     (null before one could be made), which the page shows until the first token.
     """
     body = await json_body(request)
-    model, settings = request.app[MODEL], request.app[SETTINGS]
+    settings = request.app[SETTINGS]
     character = _character_from_json(body.get("character"))
     history = [_message_from_json(m, character.name)
                for m in field(body, "history", list, [])]
     message = field(body, "message", str, None)
-    options = settings.defaults
+    options = page_options(body, settings)
     n = field(body, "replies", int, settings.replies, 1, MAX_REPLIES)
-    prompt = build_prompt(character, history, message, model.tokenizer.count,
-                          model.context_length, options.max_new_tokens)
-    stream = completions(request).complete_prompt(prompt, options, n=n, notices=True)
+    stream = await off_loop(completions(request).create_character_reply, character, history,
+                            message, options, n=n, notices=True)  # planning tokenizes the chat
     return await stream_sse(request, stream, lambda chunk: {"token": chunk.text},
                             done=lambda stream: [{"finish_reason": stream.stats.finish_reason,
                                                   "spares": spare_texts(stream.others)}],
                             notice=reading_event)
+
+
+def _read_card(raw: bytes, source: str) -> tuple:
+    """(The card as JSON, its Character): inflating and parsing, for a worker thread."""
+    card = card_from_bytes(raw, source)
+    return card, character_from_card(card, source)
 
 
 def reading_event(notice: PromptNotice) -> dict:
@@ -69,21 +98,43 @@ def spare_texts(others: list) -> list:
     return kept
 
 
+def page_options(body: dict, settings):
+    """The serve defaults with the page's reply length (lowered to serve --max-length, as
+    every API's) and temperature, where the page sends them."""
+    length = field(body, "max_new_tokens", int, None, 1)
+    overrides = {"max_new_tokens": None if length is None else min(length, settings.max_length),
+                 "temperature": field(body, "temperature", float, None, 0, 5)}
+    return settings.defaults.with_overrides(
+        **{key: value for key, value in overrides.items() if value is not None})
+
+
 def _character_from_json(data) -> Character:
+    """The Character the page sends back: the upload route's reply (or the page's own)."""
     if not isinstance(data, dict):
         raise BadRequest("field 'character' must be an object")
+    name = field(data, "name", str, required=True)
+    greetings = _strings(field(data, "alternate_greetings", list, []), "alternate_greetings")
+    book = field(data, "character_book", dict, None)
+    try:
+        book = read_lorebook(book, lambda text: fill_placeholders(text, name))[0] if book else None
+    except CharacterError as error:
+        raise BadRequest(f"field 'character.character_book': {error}") from None
     return Character(
-        name=field(data, "name", str, required=True),
+        name=name,
         persona=field(data, "persona", str, ""),
         scenario=field(data, "scenario", str, ""),
         greeting=field(data, "greeting", str, ""),
-        example_dialogue=tuple(_strings(field(data, "example_dialogue", list, []))),
+        example_dialogue=tuple(_strings(field(data, "example_dialogue", list, []),
+                                        "example_dialogue")),
+        alternate_greetings=tuple(greetings),
+        creator_notes=field(data, "creator_notes", str, ""),
+        book=book,
     )
 
 
-def _strings(values: list) -> list:
+def _strings(values: list, key: str) -> list:
     if not all(isinstance(v, str) for v in values):
-        raise BadRequest("field 'example_dialogue' must be a list of strings")
+        raise BadRequest(f"field '{key}' must be a list of strings")
     return values
 
 

@@ -7,7 +7,7 @@ import re
 from support.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
-HELPERS = {"bench_common", "make_synthetic_checkpoint", "runtime_engines"}
+HELPERS = {"bench_common", "make_synthetic_checkpoint", "runtime_engines", "server_attacks"}
 NOT_MEASUREMENTS = HELPERS | {"run_all"}
 
 

@@ -45,10 +45,47 @@ def test_pygmodel_only_generates():
 
 def test_the_server_touches_no_private_attribute_of_anything_but_itself():
     touched = []
-    for path in (LIBRARY / "server").glob("*.py"):
+    for path in (LIBRARY / "server").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
                     and not node.attr.startswith("__")
                     and not (isinstance(node.value, ast.Name) and node.value.id == "self")):
                 touched.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert touched == []
+
+
+def imported_modules(path) -> set:
+    """The pyg_edge modules a file imports (absolute imports, as the project writes them)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return {n for n in names if n.startswith("pyg_edge")}
+
+
+def test_generation_imports_nothing_from_chat_or_the_server():
+    """generation/ takes a neutral request (ModelInput); prompt formats are chat/'s."""
+    upward = {f"{path.name}: {name}" for path in (LIBRARY / "generation").glob("*.py")
+              for name in imported_modules(path)
+              if name.startswith(("pyg_edge.chat", "pyg_edge.server", "pyg_edge.cli"))}
+    assert upward == set()
+
+
+API_MODULES = ("kobold", "koboldcpp", "openai", "llamacpp", "textgen", "webchat")
+
+
+def test_no_api_module_imports_another():
+    """Each API's routes read bodies through server/parsing, never through another API's
+    module (a change to the OpenAI body once changed llama.cpp's route)."""
+    crossings = []
+    for name in API_MODULES:
+        tree = ast.parse((LIBRARY / "server" / f"{name}.py").read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported = {node.module.rpartition(".")[2]} | {a.name for a in node.names}
+                crossings += [f"{name} -> {other}" for other in API_MODULES
+                              if other != name and other in imported
+                              and node.module.startswith("pyg_edge.server")]
+    assert crossings == []

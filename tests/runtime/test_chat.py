@@ -125,7 +125,7 @@ def long_chat(session, turns):
 
 
 def test_the_cached_prefix_stays_put_until_the_tail_grows(tiny_model, monkeypatch):
-    from pyg_edge.chat import session as chat
+    from pyg_edge.chat import chat_planner as chat
 
     monkeypatch.setattr(chat, "UNCACHED_TAIL_TOKENS", 60)
     session = ChatSession(tiny_model, AQUA, SamplingOptions(max_new_tokens=30))
@@ -167,7 +167,6 @@ def forbid_model_calls(model, monkeypatch):
         raise AssertionError("the model was called")
 
     monkeypatch.setattr(model, "stream", refuse)
-    monkeypatch.setattr(model, "stream_replies", refuse)
 
 
 def test_regenerate_shows_a_spare_reply_without_calling_the_model(tiny_model, monkeypatch,
@@ -191,9 +190,10 @@ def test_once_the_spares_are_used_regenerate_samples_again(tiny_model, monkeypat
     assert len(session.spares) == 1
     list(session.regenerate())
     calls = []
-    original = tiny_model.stream_replies
-    monkeypatch.setattr(tiny_model, "stream_replies",
-                        lambda *args, **kwargs: calls.append(args[1]) or original(*args, **kwargs))
+    original = tiny_model.stream
+    monkeypatch.setattr(tiny_model, "stream",
+                        lambda *args, **kwargs: calls.append(kwargs["n"]) or original(*args,
+                                                                                       **kwargs))
     assert "".join(session.regenerate()) == session.history[-1].text
     assert calls == [2] and len(session.history) == 3
 

@@ -81,8 +81,9 @@ def test_cancel_stops_generation_mid_reply(tiny_model):
 def test_a_cached_static_prefix_gives_the_same_tokens(tiny_model):
     persona = "Aqua's Persona: A goddess of water who loves parties and drinks.\n<START>\n"
     prompt_text = persona + "You: hello\nYou: Tell me about the sea.\nAqua:"
-    cached = Prompt(prompt_text, (), persona, tiny_model.tokenizer.count(prompt_text))
-    uncached = Prompt(prompt_text, (), "", cached.token_count)
+    cached = Prompt(prompt_text, static_prefix=persona,
+                    token_count=tiny_model.tokenizer.count(prompt_text))
+    uncached = Prompt(prompt_text, token_count=cached.token_count)
     expected = tiny_model.generate(uncached, GREEDY)
     assert tiny_model.generate(cached, GREEDY) == expected
     assert tiny_model.generate(cached, GREEDY) == expected  # now served from the cache
@@ -121,7 +122,8 @@ def test_generation_stats_count_tokens_and_the_cached_prefix(tiny_model):
     persona = "Aqua's Persona: A goddess of water.\n<START>\n"
     text = persona + "You: hi\nAqua:"
     count = tiny_model.tokenizer.count(text)
-    list(tiny_model.stream(Prompt(text, (), persona, count), GREEDY, max_new_tokens=7))
+    prompt = Prompt(text, static_prefix=persona, token_count=count)
+    list(tiny_model.stream(prompt, GREEDY, max_new_tokens=7))
     stats = tiny_model.last_generation
     assert stats.prompt_tokens == count and 0 < stats.cached_tokens < count
     assert tiny_model.tokenizer.decode(tiny_model.tokenizer.encode(text)[:stats.cached_tokens]) \
@@ -147,5 +149,5 @@ def test_finish_reasons(tiny_model):
 def test_a_raw_completion_keeps_its_leading_space(tiny_model):
     text = greedy_text(tiny_model)
     assert text == "".join(tiny_model.stream(PROMPT, GREEDY))
-    chat = Prompt(PROMPT, (), "", tiny_model.tokenizer.count(PROMPT))
+    chat = Prompt(PROMPT, token_count=tiny_model.tokenizer.count(PROMPT))
     assert tiny_model.generate(chat, GREEDY) == text.strip()

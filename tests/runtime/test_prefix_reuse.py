@@ -11,7 +11,6 @@ from pyg_edge.chat.prompt import Message, Prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.cli import main
 from pyg_edge.generation.prefill import exact_cut
-from pyg_edge.generation.prefix_cache import MAX_CACHED_PREFIXES
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.server import ServerSettings, create_app
 from pyg_edge.server.common import COMPLETIONS
@@ -34,6 +33,19 @@ def words(i: int, n: int) -> str:
     return f"{i}: " + " ".join(WORDS[(i * 5 + k) % len(WORDS)] for k in range(n)) + "."
 
 
+@pytest.fixture(autouse=True)
+def empty_prefix_cache(request):
+    """Each test starts with no cached prefix (the models are shared by the session)."""
+    for name in ("tiny_model", "one_pass_tiny_model"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).clear_prefix_cache()
+
+
+def own_prefixes(model, ids) -> list:
+    """The cached prefixes of the chat whose prompt is ids (they share its beginning)."""
+    return [p for p in model.cached_prefixes if tuple(ids[:4]) == p[:4]]
+
+
 def run_turn(model, planner, text: str) -> dict:
     """Generates one token for text as the server does; says whether the cache served it."""
     before = model.cached_prefixes
@@ -42,7 +54,7 @@ def run_turn(model, planner, text: str) -> dict:
     list(model.stream(text, GREEDY, max_new_tokens=1, static_tokens=planned))
     stats = model.last_generation
     used = tuple(ids[:stats.cached_tokens])
-    assert len(model.cached_prefixes) <= MAX_CACHED_PREFIXES
+    assert len(own_prefixes(model, ids)) <= 1  # one chat keeps one prefix
     return {"ids": ids, "cached": stats.cached_tokens, "hit": bool(used) and used in before,
             "tail": stats.prompt_tokens - stats.cached_tokens,
             "planned": planned}
@@ -85,13 +97,13 @@ def test_a_static_cut_of_a_raw_prompt_gives_the_uncached_tokens(tiny_model, one_
             # With a chunk the runtime moves the cut to keep both passes exact.
             wanted = min(cut, count - 1)
             assert model.last_generation.cached_tokens == exact_cut(count, wanted, chunk)
-        assert len(model.cached_prefixes) <= MAX_CACHED_PREFIXES
+        assert len(own_prefixes(model, model.tokenizer.encode(text))) <= 1
 
 
 def test_bad_static_tokens_are_refused(tiny_model):
     with pytest.raises(ValueError, match="static_tokens is -1, expected an int >= 0"):
         tiny_model.generate("You: hi\nAqua:", GREEDY, static_tokens=-1)
-    prompt = Prompt("You: hi\nAqua:", (), "You:", 6)
+    prompt = Prompt("You: hi\nAqua:", static_prefix="You:", token_count=6)
     with pytest.raises(ValueError, match="applies to str prompts"):
         tiny_model.generate(prompt, GREEDY, static_tokens=2)
 
@@ -139,11 +151,14 @@ def test_a_regenerate_and_an_edited_last_message_hit_the_cache(tiny_model):
     assert after_edit["hit"] and after_edit["cached"] > 0
 
 
-def test_prefixes_stay_bounded_over_unrelated_prompts(tiny_model):
+def test_prefixes_stay_within_the_budget_over_unrelated_prompts(tiny_model, monkeypatch):
+    cache = tiny_model.prefix_cache
+    monkeypatch.setattr(cache, "budget", 100 * cache.bytes_per_token)  # about two prompts
     planner = planner_for(tiny_model)
     for i in range(6):
         run_turn(tiny_model, planner, f"Story {i}. " + words(i * 3, 60) + "\nAqua:")
-        assert len(tiny_model.cached_prefixes) <= MAX_CACHED_PREFIXES
+        largest = max(map(len, tiny_model.cached_prefixes)) * cache.bytes_per_token
+        assert cache.used_bytes <= max(cache.budget, largest)
 
 
 def test_the_server_reuses_the_prefix_of_a_repeated_then_extended_prompt(tiny_model):
@@ -289,7 +304,9 @@ def test_a_reload_returns_freed_memory_only_after_a_packing_load(monkeypatch, ti
     trims = []
     monkeypatch.setattr(loading_module, "packs_weights", lambda: packed)
     monkeypatch.setattr(loading_module, "release_freed_memory", lambda: trims.append(1))
-    for i in range(MAX_CACHED_PREFIXES + 1):  # one distinct prefix too many: one reload
+    cache = tiny_model.prefix_cache
+    monkeypatch.setattr(cache, "budget", 25 * cache.bytes_per_token)  # room for one prefix
+    for i in range(2):  # one distinct prefix too many: one reload
         if i == 1:
             trims.clear()  # the first may have emptied a cache an earlier test filled
         tiny_model.generate(f"Story {i}. " + words(i * 3, 30), max_new_tokens=1,

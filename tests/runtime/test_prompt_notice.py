@@ -48,7 +48,8 @@ def test_the_model_announces_long_passes_with_its_own_measured_speed(tiny_model)
     assert len(heard) == 2  # not the short prompt
     assert heard[0] == (first.read_tokens, None)  # nothing measured yet: no estimate
     tokens, seconds = heard[1]
-    assert seconds == pytest.approx(tokens * first.first_token_seconds / first.read_tokens)
+    reading = first.first_token_seconds - first.queued_seconds  # not the wait for the turn
+    assert seconds == pytest.approx(tokens * reading / first.read_tokens)
 
 
 def test_cli_chat_says_it_is_reading_a_long_prompt(converted, tmp_path, monkeypatch):

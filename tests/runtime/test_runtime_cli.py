@@ -121,9 +121,9 @@ def test_chat_regen_shows_a_spare_reply_with_replies_2(model, card, tmp_path, mo
     from pyg_edge.generation.model import PygModel
 
     calls = []
-    original = PygModel.stream_replies
-    monkeypatch.setattr(PygModel, "stream_replies",
-                        lambda self, *a, **k: calls.append(a[1]) or original(self, *a, **k))
+    original = PygModel.stream
+    monkeypatch.setattr(PygModel, "stream",
+                        lambda self, *a, **k: calls.append(k["n"]) or original(self, *a, **k))
     saved = tmp_path / "chat.jsonl"
     script = f"Hello!\n/regen\n/save {saved}\n"
     result = invoke("chat", model, "-c", card, "--max-new-tokens", "12", "--temperature", "1",

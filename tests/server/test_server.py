@@ -32,7 +32,8 @@ def server(tiny_model):
 
 @pytest.fixture(scope="module")
 def slow_server(tiny_model):
-    running = RunningServer(SlowedModel(tiny_model, slow_pieces), max_length=200)
+    running = RunningServer(SlowedModel(tiny_model, slow_pieces), max_length=200,
+                            write_timeout=0.5)  # a stalled reader is cut off quickly
     yield running
     running.stop()
 
@@ -371,11 +372,9 @@ def test_check_never_shows_an_openai_or_web_chat_reply(server):
 
 def test_a_client_that_reads_nothing_is_cut_off_and_the_others_are_served(slow_server,
                                                                            monkeypatch):
-    """A stream whose writes cannot drain for WRITE_TIMEOUT_S is cancelled (its socket is
+    """A stream whose writes cannot drain for write_timeout is cancelled (its socket is
     stalled here by holding its writes), and a request behind it is served meanwhile."""
     from aiohttp import web
-
-    from pyg_edge.server import common
 
     original = web.StreamResponse.write
 
@@ -385,7 +384,6 @@ def test_a_client_that_reads_nothing_is_cut_off_and_the_others_are_served(slow_s
         return await original(self, data)
 
     monkeypatch.setattr(web.StreamResponse, "write", write)
-    monkeypatch.setattr(common, "WRITE_TIMEOUT_S", 0.5)
     def stalled_client():
         try:
             slow_server.request("POST", "/api/extra/generate/stream",

@@ -51,7 +51,9 @@ def test_an_unknown_charset_is_a_400(server):
 
 @pytest.mark.parametrize("field, value", [
     ("logit_bias", {"\u00b2": -100}), ("logit_bias", {"50256": 10**400}),
-    ("custom_token_bans", "1,\u00b2"), ("no_repeat_ngram_size", 10**30)])
+    ("custom_token_bans", "1,\u00b2"), ("no_repeat_ngram_size", 10**30),
+    ("custom_token_bans", "--5"), ("custom_token_bans", ["--5"]), ("logit_bias", {"--5": -100}),
+    ("logit_bias", [["--5", False]]), ("stop", ["x"] * 100), ("banned_strings", ["b"] * 5000)])
 def test_odd_token_ids_and_huge_numbers_never_break_a_reply(server, field, value):
     for path, body in [("/api/v1/generate", {"prompt": "You: Hi!\nAqua:", "max_length": 4}),
                        ("/v1/completions", {"prompt": "Hi", "max_tokens": 4, "stream": True})]:
@@ -121,3 +123,75 @@ def test_a_stream_that_fails_before_its_first_token_sends_an_error_and_ends(serv
         assert events[-1]["error"]["message"].startswith("generation failed: out of memory")
     monkeypatch.undo()
     assert server.request("POST", "/api/v1/generate", {"prompt": "Hi", "max_length": 2})[0] == 200
+
+
+# Issue 37: the fuzz reaches uploaded cards (PNG chunks and JSON) and list-valued fields.
+CARD_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["name", "char_name", "description", "first_mes", "mes_example",
+                         "spec", "data", "char_persona", "x"]), inner, max_size=5),
+    max_leaves=10)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data)))
+
+
+@st.composite
+def png_cards(draw):
+    import base64
+    import zlib
+
+    chunks = []
+    for _ in range(draw(st.integers(0, 3))):
+        keyword = draw(st.sampled_from([b"chara", b"ccv3", b"other"]))
+        card = json.dumps(draw(CARD_VALUES)).encode()
+        text = draw(st.sampled_from([base64.b64encode(card), card, draw(st.binary(max_size=40))]))
+        kind = draw(st.sampled_from([b"tEXt", b"zTXt", b"iTXt"]))
+        if kind == b"tEXt":
+            chunks.append(_chunk(kind, keyword + b"\0" + text))
+        elif kind == b"zTXt":
+            chunks.append(_chunk(kind, keyword + b"\0\0" + draw(st.sampled_from(
+                [zlib.compress(text), text]))))
+        else:
+            flag = draw(st.sampled_from([b"\0", b"\1"]))
+            body = zlib.compress(text) if flag == b"\1" and draw(st.booleans()) else text
+            chunks.append(_chunk(kind, keyword + b"\0" + flag + b"\0en\0\0" + body))
+    end = _chunk(b"IEND", b"") if draw(st.booleans()) else b""
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + end
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(card=png_cards() | CARD_VALUES.map(lambda v: json.dumps(v).encode()))
+def test_no_uploaded_card_makes_a_500(server, card):
+    status, reply = post_raw(server, "/api/pyg-edge/character", card,
+                             {"Content-Type": "application/octet-stream"})
+    assert status < 500, (card[:200], reply)
+    if status == 400:
+        assert_clear_400(status, reply)
+
+
+LIST_FIELDS = ["stop", "stop_sequence", "stopping_strings", "banned_strings", "banned_tokens",
+               "custom_token_bans", "logit_bias", "tokens", "messages", "history"]
+LIST_ITEMS = (st.text(max_size=12) | st.integers(-(2**40), 2**40) | st.booleans() | st.none()
+              | st.lists(st.integers(-5, 60000) | st.text(max_size=4) | st.booleans(),
+                         max_size=3)
+              | st.dictionaries(st.sampled_from(["role", "content", "text", "is_user"]),
+                                st.text(max_size=8) | st.booleans(), max_size=3))
+LIST_BODIES = st.dictionaries(st.sampled_from(LIST_FIELDS),
+                              st.lists(LIST_ITEMS, max_size=40), min_size=1, max_size=3)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=st.sampled_from(ROUTES), body=LIST_BODIES)
+def test_no_list_valued_field_makes_a_500(server, path, body):
+    body = {"prompt": "Hi", "character": {"name": "A"}, "message": "Hi", **SMALL, **body}
+    status, reply = post_raw(server, path, json.dumps(body).encode())
+    assert status < 500, (path, body, reply)
+    if status == 400:
+        assert_clear_400(status, reply)

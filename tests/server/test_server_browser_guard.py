@@ -41,6 +41,29 @@ def test_named_hosts_are_answered_and_a_public_bind_checks_no_names(demo_pyg_mod
         public.stop()
 
 
+def test_a_wildcard_bind_still_checks_the_names_it_is_given(demo_pyg_model):
+    """Issue 37, finding 8: --host 0.0.0.0 ignored --allow-host."""
+    public = RunningServer(demo_pyg_model, host="0.0.0.0", allowed_hosts=("mybox.lan",))
+    try:
+        for host, status in [("evil.example", 403), ("mybox.lan:5001", 200),
+                             ("127.0.0.1:5001", 200), ("0.0.0.0:5001", 200)]:
+            assert public.request("GET", "/api/v1/model", headers={"Host": host})[0] == status
+    finally:
+        public.stop()
+
+
+def test_a_bind_beyond_loopback_says_what_it_exposes():
+    from pyg_edge.server import ServerSettings
+    from pyg_edge.server.browser_guard import exposure_warnings
+
+    assert exposure_warnings(ServerSettings()) == []
+    keyless = " ".join(exposure_warnings(ServerSettings(host="0.0.0.0")))
+    assert "without an API key" in keyless and "DNS rebinding" in keyless
+    keyed = exposure_warnings(ServerSettings(host="0.0.0.0", api_key="k",
+                                             allowed_hosts=("mybox.lan",)))
+    assert len(keyed) == 1 and "plain HTTP" in keyed[0]
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
                                           "multipart/form-data; boundary=x", None])
 @pytest.mark.parametrize("path", ["/api/v1/generate", "/api/extra/abort", "/v1/completions",

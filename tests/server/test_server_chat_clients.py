@@ -73,12 +73,17 @@ def test_an_over_long_chat_keeps_the_persona_and_drops_old_messages(server, reco
     assert reply["usage"]["prompt_tokens"] == prompt.token_count
 
 
-def test_a_persona_longer_than_the_context_is_cut_not_refused(server, recording):
-    reply = chat(server, [{"role": "system", "content": PERSONA * 40},
-                          {"role": "user", "content": "Hello!"}])
-    assert recording.prompt.token_count + LIMIT <= CONTEXT
-    assert recording.prompt.text.endswith("You: Hello!\nCharacter:")
-    assert any("persona cut" in w for w in reply["warnings"])
+def test_a_persona_longer_than_the_context_is_refused_as_every_chat_surface_refuses_it(
+        server, recording):
+    # One rule on every chat surface (tests/runtime/test_chat_surfaces.py): the persona and
+    # the user's message are never cut; what cannot fit beside them is a PromptTooLongError.
+    before = recording.prompt
+    status, reply = server.request("POST", "/v1/chat/completions", st_chat_custom(
+        [{"role": "system", "content": PERSONA * 40}, {"role": "user", "content": "Hello!"}]))
+    assert status == 400 and reply["error"]["type"] == "invalid_request_error"
+    assert "persona, scenario and message are" in reply["error"]["message"]
+    assert recording.prompt is before  # refused before the model was asked
+    chat(server, [{"role": "user", "content": "Hello!"}])  # and the server goes on
 
 
 def test_custom_chat_streams(server):

@@ -46,3 +46,25 @@ def test_the_user_line_stop_can_be_turned_off(demo_pyg_model):
             assert ("\nYou:" in recording.options.stop) is user_line_stop
         finally:
             running.stop()
+
+
+def test_without_the_user_line_stop_a_greedy_reply_runs_on_as_a_plain_generation(
+        demo_pyg_model):
+    """Issue 37: serve --no-user-line-stop must let a reply run past a "You:" line. The
+    demo's greedy reply here writes two user lines before its end token."""
+    from pyg_edge.generation.sampling import SamplingOptions
+
+    prompt = "Robin's Persona: A friendly robot.\n<START>\nYou: Who are you?\nRobin:"
+    plain = "".join(demo_pyg_model.stream(prompt, SamplingOptions(temperature=0,
+                                                                  max_new_tokens=40)))
+    assert plain.count("\nYou:") >= 2  # the prompt still makes the demo write user lines
+    running = RunningServer(demo_pyg_model, max_length=40, user_line_stop=False)
+    stopping = RunningServer(demo_pyg_model, max_length=40)
+    try:
+        body = {"prompt": prompt, "max_length": 40, "temperature": 0}
+        assert running.request("POST", "/api/v1/generate", body)[1]["results"][0]["text"] == plain
+        cut = stopping.request("POST", "/api/v1/generate", body)[1]["results"][0]["text"]
+        assert cut == plain.split("\nYou:")[0]
+    finally:
+        running.stop()
+        stopping.stop()

@@ -139,9 +139,9 @@ class CountingModel:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
-    def stream_replies(self, *args, **kwargs):
-        self.batches += 1
-        return self._model.stream_replies(*args, **kwargs)
+    def stream(self, *args, **kwargs):
+        self.batches += kwargs.get("n", 1) > 1
+        return self._model.stream(*args, **kwargs)
 
 
 def test_regenerate_shows_a_spare_reply_without_asking_the_server(tiny_model, browser):

@@ -9,7 +9,7 @@ import threading
 from aiohttp import web
 
 from pyg_edge.server import ServerSettings, create_app
-from pyg_edge.server.app import runner_options
+from pyg_edge.server.connections import runner_options
 
 
 class RunningServer:
@@ -24,8 +24,9 @@ class RunningServer:
 
     def _run(self, model, settings):
         asyncio.set_event_loop(self._loop)
-        self.app = create_app(model, ServerSettings(**settings))
-        self._runner = web.AppRunner(self.app, **runner_options())
+        self.settings = ServerSettings(**settings)
+        self.app = create_app(model, self.settings)
+        self._runner = web.AppRunner(self.app, **runner_options(self.settings))
         self._loop.run_until_complete(self._runner.setup())
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         self._loop.run_until_complete(site.start())

@@ -16,9 +16,6 @@ class SlowedModel:
     def stream(self, *args, **kwargs):
         return self._slowed(self._model.stream(*args, **kwargs))
 
-    def stream_replies(self, *args, **kwargs):
-        return self._slowed(self._model.stream_replies(*args, **kwargs))
-
     def _slowed(self, stream):
         call = stream._call  # the generation thread hands each item over through emit
         emit, after = call.emit, self._after

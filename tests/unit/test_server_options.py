@@ -4,8 +4,7 @@ import pytest
 
 from pyg_edge.chat.fitting import fit_prompt
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.options import Limits, fit_context, sampling_options
-from pyg_edge.server.params import BadRequest, Notes, field
+from pyg_edge.server.parsing import BadRequest, Limits, Notes, field, fit_context, sampling_options
 
 LIMITS = Limits(context_length=512, max_new_tokens=100, vocab_size=50257)
 

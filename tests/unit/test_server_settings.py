@@ -39,3 +39,21 @@ def test_serve_hands_its_flags_to_the_server_as_settings(monkeypatch, tmp_path):
                                       smart_context=0.5)
     assert model_options["cpu_threads"] == 1
     assert model_options["allow_inexact"] is True
+
+
+def test_serve_flags_take_their_help_from_the_settings_fields():
+    params = {p.name: p for p in main.commands["serve"].params}
+    for setting in dataclasses.fields(ServerSettings):
+        if setting.name not in NOT_FLAGS:
+            assert params[setting.name].help == setting.metadata["help"], setting.name
+
+
+def test_the_settings_import_without_aiohttp():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['aiohttp'] = None\n"
+            "from pyg_edge.server import ServerSettings; import pyg_edge.cli\n"
+            "print(ServerSettings().max_stops)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "32", done.stderr

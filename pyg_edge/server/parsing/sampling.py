@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from pyg_edge.chat.characters import USER
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.params import BadRequest, Notes
+from pyg_edge.server.parsing.fields import BadRequest, Notes
 
 MIN_PROMPT_ROOM = 16  # as KoboldCpp: a reply may not take the whole context
 _SEED_RANGE = 2**32 - 1  # CTranslate2's seeds are 32-bit; 2**32 - 1 means "unseeded"
@@ -25,12 +25,18 @@ class Limits:
       vocab_size: Tokens in the vocabulary (a top_k at or above it is no limit).
       user_line_stop: End every reply at Pygmalion's user line ("\nYou:"), whatever the
         client asked (serve --no-user-line-stop turns it off).
+      max_stops, max_bans, max_phrase_chars: How many stop strings, and banned strings
+        plus token ids, a request may send, and how long each string may be
+        (ServerSettings).
     """
 
     context_length: int
     max_new_tokens: int
     vocab_size: int
     user_line_stop: bool = True
+    max_stops: int = 32
+    max_bans: int = 1024
+    max_phrase_chars: int = 256
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def fit_context(asked: int | None, limits: Limits, notes: Notes, key: str) -> in
 def single_reply(n: int) -> None:
     """Refuses n > 1 on routes whose reply holds one text (KoboldAI, llama.cpp).
 
-    The OpenAI routes return n choices instead (openai.parse_completion checks n there).
+    The OpenAI routes return n choices instead (parse_completion checks n there).
     """
     if n != 1:
         raise BadRequest(f"field 'n' is {n}: this server returns one reply per request "
@@ -99,6 +105,7 @@ def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, no
     client's prompt names the user otherwise (SillyTavern's "User:"), and such a line is
     never the character's reply. A story written with no stop strings may want them.
     """
+    check_phrases("stop strings", stop, limits.max_stops, "--max-stops", limits)
     stops = tuple(dict.fromkeys((*stop, *((PYGMALION_USER_LINE,) if limits.user_line_stop
                                           else ()))))
     values = {"max_new_tokens": _max_new_tokens(max_new_tokens, defaults, limits, context,
@@ -115,6 +122,22 @@ def sampling_options(defaults: SamplingOptions, limits: Limits, context: int, no
     if no_repeat_ngram_size is not None:  # longer than the context means nothing more
         values["no_repeat_ngram_size"] = min(max(0, no_repeat_ngram_size), context)
     return defaults.with_overrides(**values)
+
+
+def check_phrases(what: str, phrases, most: int, flag: str, limits: Limits) -> None:
+    """Refuses more than most stop (or banned) strings, or one longer than the limit: each
+    costs work on every token, and a ban is checked against every stop.
+
+    Raises:
+      BadRequest: too many, or one too long.
+    """
+    if len(phrases) > most:
+        raise BadRequest(f"{len(phrases)} {what} sent: at most {most} are taken (serve "
+                         f"{flag})")
+    longest = max((len(p) for p in phrases if isinstance(p, str)), default=0)
+    if longest > limits.max_phrase_chars:
+        raise BadRequest(f"one of the {what} is {longest} characters long: at most "
+                         f"{limits.max_phrase_chars} (serve --max-phrase-chars)")
 
 
 def _max_new_tokens(asked, defaults, limits, context, notes) -> int:

@@ -21,9 +21,11 @@ reads its body through apply_client_settings, so a setting means the same on eac
 """
 
 import logging
+import re
 
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.server.params import Notes
+from pyg_edge.server.parsing.fields import BadRequest, Notes
+from pyg_edge.server.parsing.sampling import Limits, check_phrases
 
 logger = logging.getLogger("pyg_edge")
 
@@ -46,11 +48,16 @@ SUBSTITUTE_TOP_P = 0.9
 _warned = set()
 
 
-def apply_client_settings(body: dict, options: SamplingOptions, vocab_size: int,
+def apply_client_settings(body: dict, options: SamplingOptions, limits: Limits,
                           notes: Notes) -> SamplingOptions:
-    """options with the body's EOS, length and ban settings; notes what is not honoured."""
+    """options with the body's EOS, length and ban settings; notes what is not honoured.
+
+    Raises:
+      BadRequest: a ban or logit_bias is malformed, too many are sent, or every token is
+        banned.
+    """
     options = _length_settings(body, options)
-    options = _bans(body, options, vocab_size, notes)
+    options = _bans(body, options, limits, notes)
     ignored = _unsupported(body, notes)
     if any(name in _TRUNCATING for name in ignored) and options.top_k == 0 \
             and options.top_p >= 1 and options.temperature > 0:
@@ -72,55 +79,94 @@ def _length_settings(body: dict, options: SamplingOptions) -> SamplingOptions:
     return options
 
 
-def _bans(body: dict, options: SamplingOptions, vocab_size: int, notes: Notes):
+def _bans(body: dict, options: SamplingOptions, limits: Limits, notes: Notes):
     strings = [s for key in ("banned_strings", "banned_tokens")
                for s in _list(body.get(key)) if isinstance(s, str) and s]
-    ids = _custom_token_bans(body.get("custom_token_bans")) + _logit_bias_bans(
-        body.get("logit_bias"), notes)
+    bias_ids, bias_strings = _logit_bias_bans(body.get("logit_bias"), notes)
+    strings = list(dict.fromkeys(strings + bias_strings))
+    ids = list(dict.fromkeys(_custom_token_bans(body.get("custom_token_bans"), notes)
+                             + bias_ids))
+    check_phrases("banned strings and token ids", strings + ids, limits.max_bans,
+                  "--max-bans", limits)
+    vocab_size = limits.vocab_size
     ours = [i for i in ids if 0 <= i < vocab_size]
     if len(ours) < len(ids):
         foreign = sorted(set(ids) - set(ours))
         notes.add(f"token ids {foreign[:8]} are not in this model's vocabulary (GPT-2's, "
                   f"{vocab_size} tokens): not banned")
+    if len(ours) >= vocab_size:
+        raise BadRequest(f"every token of the vocabulary ({vocab_size}) is banned: nothing "
+                         "could be generated")
     if not strings and not ours:
         return options
-    logger.info("banned for this request: strings %s, token ids %s", strings, ours)
+    logger.debug("banned for this request: %d strings, %d token ids", len(strings), len(ours))
     return options.with_overrides(banned=options.banned + tuple(strings),
                                   banned_ids=tuple(dict.fromkeys(options.banned_ids + tuple(ours))))
+
+
+_TOKEN_ID = re.compile(r"\s*-?[0-9]{1,19}\s*")  # ASCII digits only: "\u00b2" is no id
 
 
 def token_id(value) -> int | None:
     """A token id as clients send one: an int, or a str of ASCII digits; else None."""
     if _is_int(value):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isascii() \
-            and value.strip().lstrip("-").isdecimal():
-        return int(value.strip())
+    if isinstance(value, str) and _TOKEN_ID.fullmatch(value):
+        return int(value)
     return None
 
 
-def _custom_token_bans(value) -> list:
+def _custom_token_bans(value, notes: Notes) -> list:
     """SillyTavern's "1,2,3" (a string) or [1, 2, 3] (Aphrodite's shape)."""
     parts = value.split(",") if isinstance(value, str) else _list(value)
-    return [i for i in map(token_id, parts) if i is not None]
+    parts = [p for p in parts if not (isinstance(p, str) and not p.strip())]
+    ids = [token_id(p) for p in parts]
+    odd = [p for p, i in zip(parts, ids, strict=True) if i is None]
+    if odd:
+        notes.add(f"custom_token_bans: {len(odd)} entries are not token ids "
+                  f"({str(odd[:3])[:80]}): ignored")
+    return [i for i in ids if i is not None]
 
 
-def _logit_bias_bans(value, notes: Notes) -> list:
-    """Ids whose bias bans them: OpenAI's {"id": -100}, llama.cpp's [[id, false]]."""
-    pairs = list(value.items()) if isinstance(value, dict) else [
-        tuple(p) for p in _list(value) if isinstance(p, list) and len(p) == 2]
-    banned, other = [], 0
+def _logit_bias_bans(value, notes: Notes) -> tuple:
+    """(ids, strings) whose bias bans them: OpenAI's {"id": -100}, llama.cpp's
+    [[id or text, false or bias]] (text: a banned string, as llama.cpp tokenizes it).
+
+    Raises:
+      BadRequest: as OpenAI: a key that is not a token id, a bias that is not a number
+        from -100 to 100; or a llama.cpp entry that is not a pair.
+    """
+    if value is None or value == []:
+        return [], []
+    if isinstance(value, dict):
+        pairs = list(value.items())
+        for key, _ in pairs:
+            if token_id(key) is None:
+                raise BadRequest(f"logit_bias: key {str(key)[:40]!r} is not a token id")
+    elif isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 for p in value):
+        pairs = [tuple(p) for p in value]
+    else:
+        raise BadRequest("field 'logit_bias' must map token ids to biases ({\"50256\": "
+                         "-100}) or be llama.cpp's list of [token, bias] pairs")
+    ids, strings, other = [], [], 0
     for key, bias in pairs:
+        if bias is not False and not (_is_number(bias) and -100 <= bias <= 100):
+            raise BadRequest(f"logit_bias: the bias of {str(key)[:40]!r} must be a number "
+                             "from -100 to 100")
         token = token_id(key)
-        if token is None:
-            continue
-        if bias is False or (_is_number(bias) and bias <= -100):
-            banned.append(token)
-        elif not (_is_number(bias) and bias == 0):
+        if bias is False or bias <= -100:
+            if token is not None:
+                ids.append(token)
+            elif isinstance(key, str) and key:
+                strings.append(key)
+            else:
+                raise BadRequest(f"logit_bias: {str(key)[:40]!r} is neither a token id nor "
+                                 "text")
+        elif bias != 0:
             other += 1
     if other:
         notes.add(f"logit_bias: {other} bias(es) other than a ban (-100) ignored")
-    return banned
+    return ids, strings
 
 
 def _unsupported(body: dict, notes: Notes) -> list:
