@@ -12,7 +12,8 @@ extensions = []
 if platform.system() == "Linux" and platform.machine().lower() in ("x86_64", "amd64"):
     extensions.append(Extension(
         "pyg_edge.cpu._mkl_shim",
-        sources=["pyg_edge/cpu/native/mkl_shim.c", "pyg_edge/cpu/native/nt_copy.c"],
+        sources=["pyg_edge/cpu/native/mkl_shim.c", "pyg_edge/cpu/native/nt_copy.c",
+                 "pyg_edge/cpu/native/got.c", "pyg_edge/cpu/native/block_cache.c"],
         extra_compile_args=["-O2", "-fvisibility=default"],
         libraries=["dl"],
         optional=True,

@@ -10,6 +10,7 @@ from pyg_edge.chat.completion_stream import CompletionChunk, CompletionStream, U
 from pyg_edge.chat.completions import Completions
 from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.chat.session import ChatSession
+from pyg_edge.demo import demo_character, demo_model
 from pyg_edge.errors import (
     CharacterError,
     ChatFileError,
@@ -60,6 +61,8 @@ __all__ = [
     "UnknownOptionError",
     "Usage",
     "build_prompt",
+    "demo_character",
+    "demo_model",
     "load_character",
     "__version__",
 ]

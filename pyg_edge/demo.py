@@ -3,6 +3,8 @@
 Both ship inside the package (pyg_edge/demo_data), so a wheel, an editable install and a
 clone find them the same way. The model is converted on first use into a per-user cache
 folder (see cache_dir), never into the installed package, which may be read-only.
+demo_model() and demo_character() are public (`pyg_edge.demo_model()`): an app tries its
+code on them before it has a model of its own (docs/embedding.md).
 """
 
 import hashlib
@@ -10,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from pyg_edge.chat.characters import Character, load_character
 from pyg_edge.errors import ModelLoadError
 from pyg_edge.user_cache import CACHE_ENV, cache_dir
 
@@ -48,8 +51,18 @@ def conversion_settings() -> dict:
 def demo_model(progress=None) -> Path:
     """The converted demo model folder, converting the bundled checkpoint on first use.
 
-    Two processes may convert at once: each writes its own staging folder and renames it
-    into place, and the one that finds the other's model there uses that one.
+    The demo is a small GPT-Neo (a 512-token context) trained to chat: a stand-in for a
+    real model while an app is written, not a model to ship. The first call converts it
+    (a second or two) into the per-user cache folder (PYG_EDGE_CACHE, else the platform's
+    cache folder); later calls return that folder at once. Two processes may convert at
+    once: each writes its own staging folder and renames it into place, and the one that
+    finds the other's model there uses that one.
+
+    Args:
+      progress: Called as progress(done, total) after each conversion step (first use).
+
+    Returns:
+      Path: the folder to hand to PygModel.
 
     Raises:
       ModelLoadError: the bundled checkpoint is missing, or the cache cannot be written.
@@ -76,3 +89,12 @@ def demo_model(progress=None) -> Path:
             "to a writable folder"
         ) from None
     return dest
+
+
+def demo_character() -> Character:
+    """The demo's character card (Robin, a friendly companion), as load_character reads it.
+
+    Raises:
+      CharacterError: the bundled card is missing or unreadable (a broken install).
+    """
+    return load_character(DEMO_CHARACTER)

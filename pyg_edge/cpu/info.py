@@ -36,6 +36,7 @@ def system_info(gemm: str | None = None) -> list:
         ("c extension", str(shim) if shim else "not built (no C compiler at install)"),
         ("cpu threads", os.environ.get("OMP_NUM_THREADS") or f"{os.cpu_count()} (all cores)"),
         ("cache copies", prepared.copies),
+        ("freed blocks", prepared.blocks),
         ("glibc copies", threshold_in_effect()),
         ("cpu compute types", ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))),
         ("cuda devices", str(ctranslate2.get_cuda_device_count())),

@@ -8,8 +8,11 @@ ctranslate2 (faster-whisper, say). What it changes, each for the whole process:
   C extension loaded with RTLD_GLOBAL ahead of CTranslate2, overriding oneMKL's CPU
   detection and its int8 GEMM. This is what makes int8 exact on AVX2 CPUs without VNNI;
   where no int8 path passes the check, int8 models run in float32 or int16 instead;
-- on glibc, malloc settings (pyg_edge.cpu.tuning: one arena, no mmap of large blocks, no
-  trimming): a long prompt pass 26.6 -> 12.9 s on the 2.7B shape;
+- for the `pyg-edge` command (or keep_heap=True), on glibc, malloc settings
+  (pyg_edge.cpu.tuning: one arena, no mmap of large blocks, no trimming): a long prompt
+  pass 26.6 -> 12.9 s on the 2.7B shape. They keep the host's own freed memory too, so an
+  app's process gets CTranslate2's own allocation entries pointed at a cache of large
+  blocks instead (pyg_edge.cpu.block_cache): the host's malloc is left as it was;
 - CTranslate2's own memcpy/memmove entries pointed at a copy that streams large copies
   (pyg_edge.cpu.copy_tuning.install_copy: the key/value cache copy of each decode step);
   not process-wide, and what glibc's copy threshold does for the `pyg-edge` command.
@@ -21,11 +24,12 @@ import os
 import sys
 from dataclasses import dataclass
 
-from pyg_edge.cpu import backend_choice, copy_tuning, tuning
+from pyg_edge.cpu import backend_choice, block_cache, copy_tuning, tuning
 
 logger = logging.getLogger("pyg_edge")
 
 _prepared = None
+_command = False  # the `pyg-edge` command's process: keep_heap by default
 
 
 @dataclass(frozen=True)
@@ -35,8 +39,11 @@ class Prepared:
     Attributes:
       gemm: The GEMM backend CTranslate2 runs ("ctranslate2 default" when pyg-edge could not
         choose it), and why.
-      keep_heap: Whether glibc keeps freed memory (one arena, never trimmed).
+      keep_heap: Whether glibc keeps freed memory (one arena, never trimmed), for the whole
+        process.
       copies: How CTranslate2's large copies are made (copy_tuning.install_copy).
+      blocks: How CTranslate2's large freed blocks are kept (block_cache: in an app's
+        process, without keep_heap).
       too_late: ctranslate2 was imported before pyg-edge could choose its backend.
     """
 
@@ -44,16 +51,20 @@ class Prepared:
     keep_heap: bool
     copies: str
     too_late: bool
+    blocks: str = ""
 
 
-def prepare(gemm: str | None = None, keep_heap: bool = True):
+def prepare(gemm: str | None = None, keep_heap: bool | None = None):
     """Makes pyg-edge's process-wide settings; call it once, early (before ctranslate2 is
     imported by anything). Later calls return the first call's result.
 
     Args:
       gemm: The CPU GEMM backend ("auto" or one of pyg_edge.cpu.gemm_backend.CHOICES);
         None reads PYG_EDGE_GEMM.
-      keep_heap: Apply glibc's heap settings (also off with PYG_EDGE_CPU_TUNING=0).
+      keep_heap: Apply glibc's heap settings for the whole process: the host's own freed
+        memory then stays resident too. None (the default): only in the `pyg-edge`
+        command's process (as_command); an app's process gets CTranslate2's own block
+        cache instead. PYG_EDGE_CPU_TUNING=0 turns both off.
 
     Returns:
       Prepared: what was set.
@@ -68,15 +79,26 @@ def prepare(gemm: str | None = None, keep_heap: bool = True):
                 "CPUs without VNNI int8 then runs as float32 or int16); call "
                 "pyg_edge.cpu.prepare() before importing anything that imports ctranslate2")
         backend_choice.load_ctranslate2(gemm)
+        if keep_heap is None:
+            keep_heap = _command
         applied = tuning.apply_cpu_tuning(
             tuning.choose_cpu_tuning() if keep_heap else tuning.CpuTuning())
         copies = copy_tuning.install_copy(os.environ)
+        blocks = ("kept in glibc's heap (keep_heap)" if applied.keep_heap
+                  else block_cache.install_block_cache(os.environ))
         _prepared = Prepared(backend_choice.current_choice(), applied.keep_heap, copies,
-                             too_late)
+                             too_late, blocks)
     elif gemm not in (None, "auto", _prepared.gemm.backend):
         logger.warning("GEMM backend %s asked for, but this process already runs %s",
                        gemm, _prepared.gemm.backend)
     return _prepared
+
+
+def as_command() -> None:
+    """Marks this process as the `pyg-edge` command's (pyg_edge.launcher): prepare() keeps
+    glibc's heap by default, as the command always did."""
+    global _command
+    _command = True
 
 
 def prepared() -> Prepared | None:
@@ -84,7 +106,7 @@ def prepared() -> Prepared | None:
     return _prepared
 
 
-def ctranslate2_module(gemm: str | None = None, keep_heap: bool = True):
+def ctranslate2_module(gemm: str | None = None, keep_heap: bool | None = None):
     """ctranslate2, imported after prepare() (with these defaults when the host did not
     call it)."""
     prepare(gemm, keep_heap)

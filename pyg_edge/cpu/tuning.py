@@ -85,8 +85,12 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> None:
-    """Returns the free pages of the kept heap to the system (after a model load, which
-    frees the weights as read once they are packed). A no-op unless keep_heap applies."""
+    """Returns the free pages of the kept heap, or of CTranslate2's block cache, to the
+    system (after a model load, which frees the weights as read once they are packed). A
+    no-op unless keep_heap or the block cache applies."""
+    from pyg_edge.cpu import block_cache  # it imports this module
+
+    block_cache.release()
     libc = _glibc()
     if _applied is not None and _applied.keep_heap and libc is not None:
         libc.malloc_trim(0)

@@ -71,7 +71,7 @@ class PygModel:
     """
 
     def __init__(self, path, device: str = "auto", compute_type: str = "auto",
-                 cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool = True,
+                 cpu_threads: int = 0, seed: int | None = None, cpu_tuning: bool | None = None,
                  gemm: str | None = None, allow_inexact: bool = False, progress=None,
                  prefix_cache_bytes: int | None = None):
         report = loading.progress_reporter(progress)

@@ -11,6 +11,7 @@ command in the docs cannot drift unseen.
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -131,17 +132,127 @@ def test_the_python_example_runs_against_the_demo(converted_demo, tmp_path):
 
 
 EMBEDDING_EXAMPLES = [block for page, block in fenced("python") if page == "embedding.md"]
+GUI_DRIVER = ROOT / "tests" / "support" / "gui_drive.py"
+STEP_S = 0.3  # a generation step in the GUI runs: the 2.7B's pace, so Stop lands mid-reply
 
 
-@pytest.mark.parametrize("example", EMBEDDING_EXAMPLES, ids=["gui", "asyncio"])
-def test_the_embedding_examples_run_against_the_demo(converted_demo, tmp_path, example):
+def embedding_example(marker: str) -> str:
+    (example,) = [block for block in EMBEDDING_EXAMPLES if marker in block]
+    return example
+
+
+def test_every_embedding_example_is_run_here():
+    kinds = [next((kind for kind, marker in EXAMPLE_KINDS.items() if marker in block), None)
+             for block in EMBEDDING_EXAMPLES]
+    assert sorted(kinds) == sorted(EXAMPLE_KINDS), kinds
+
+
+EXAMPLE_KINDS = {"tk": "import tkinter", "qt": "from PySide6", "asyncio": "asyncio.run(",
+                 "windows": "model.waiting"}
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    """A cache folder holding the converted demo model, converted once for the module."""
+    folder = tmp_path_factory.mktemp("demo-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYG_EDGE_CACHE", str(folder))
+        demo.demo_model()
+    return folder
+
+
+def embedding_sandbox(tmp_path, converted_demo, demo_cache) -> dict:
+    """sandbox(), with pyg_edge.demo_model() finding the demo already converted."""
     env = sandbox(tmp_path, converted_demo, "python")
-    result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, env=env,
-                            text=True, capture_output=True, timeout=300)
+    (tmp_path / "cache").mkdir()
+    for model in demo_cache.iterdir():
+        (tmp_path / "cache" / model.name).symlink_to(model)
+    return env
+
+
+@pytest.mark.parametrize("kind", ["asyncio", "windows"])
+def test_the_headless_embedding_examples_run_against_the_demo(
+        converted_demo, demo_cache, tmp_path, kind):
+    env = embedding_sandbox(tmp_path, converted_demo, demo_cache)
+    result = subprocess.run([sys.executable, "-c", embedding_example(EXAMPLE_KINDS[kind])],
+                            cwd=tmp_path, env=env, text=True, capture_output=True,
+                            timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
-    if "Window" in example:  # the load's phases, the reply, its end, the history
-        assert "[checking the CPU path]" in out and "[ready 100%]" in out
-        assert "[reply ended: " in out and "messages" in out
-    else:
-        assert re.search(r"\[(stop|length), \d+ tokens\]", out)
+    if kind == "asyncio":
+        assert re.search(r"\[(stop|length), \d+ tokens\]", result.stdout)
+    else:  # both windows replied; one waited while the other's reply ran
+        assert re.search(r"^Robin: \S", result.stdout, re.M), result.stdout
+        assert re.search(r"^Aqua: \S", result.stdout, re.M), result.stdout
+        # 1 unless one reply ended before the other window's thread asked for its turn
+        assert re.search(r"^at most [01] queued$", result.stdout, re.M)
+
+
+@pytest.fixture(scope="module")
+def display():
+    """An X display for the Tk example: $DISPLAY, else an Xvfb started for the module."""
+    pytest.importorskip("tkinter", reason="no tkinter (Debian: apt-get install python3-tk)")
+    if os.environ.get("DISPLAY"):
+        yield os.environ["DISPLAY"]
+        return
+    if shutil.which("Xvfb") is None:
+        pytest.skip("no display and no Xvfb to make one (Debian: apt-get install xvfb)")
+    read, write = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0",
+                               "1024x768x24", "-nolisten", "tcp"], pass_fds=(write,),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as number:
+        name = f":{number.readline().strip()}"
+    try:
+        yield name
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def drive_gui(kind, env, cwd, model="-") -> dict:
+    """Runs docs/embedding.md's kind (tk, qt) window under gui_drive.py; what it saw."""
+    (cwd / "chat_app.py").write_text(embedding_example(EXAMPLE_KINDS[kind]), encoding="utf-8")
+    result = subprocess.run([sys.executable, str(GUI_DRIVER), kind, model, str(STEP_S)],
+                            cwd=cwd, env=env, text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "main loop" not in result.stderr, \
+        result.stderr[-2000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def gui_env(kind, tmp_path, converted_demo, demo_cache, request) -> dict:
+    env = embedding_sandbox(tmp_path, converted_demo, demo_cache)
+    if kind == "tk":
+        return {**env, "DISPLAY": request.getfixturevalue("display")}
+    pytest.importorskip("PySide6", reason="no PySide6 (pip install PySide6_Essentials): the "
+                        "Qt example is compiled by test_every_embedding_example_compiles only")
+    return {**env, "QT_QPA_PLATFORM": "offscreen"}
+
+
+@pytest.mark.parametrize("kind", ["tk", "qt"])
+def test_the_gui_examples_stop_and_close_mid_reply(kind, converted_demo, demo_cache,
+                                                    tmp_path, request):
+    seen = drive_gui(kind, gui_env(kind, tmp_path, converted_demo, demo_cache, request),
+                     tmp_path)
+    assert seen["loaded_log"].startswith("Robin: Hi!")  # the greeting, once loaded
+    assert seen["stop_s"] < 1.0  # Stop gave the window back at once
+    assert "stopped" in seen["status"]
+    assert seen["closed_mid_reply"]
+    assert seen["worker_ended_s"] < 10 * STEP_S  # the process ends: no hang on close
+    assert seen["log"].count("Robin: ") == 3  # the greeting and two replies, in order
+    assert seen["log"].index("the sea.") < seen["log"].index("mountains?")
+
+
+@pytest.mark.parametrize("kind", ["tk", "qt"])
+def test_the_gui_examples_show_a_load_error(kind, converted_demo, demo_cache, tmp_path,
+                                            request):
+    env = gui_env(kind, tmp_path, converted_demo, demo_cache, request)
+    seen = drive_gui(kind, env, tmp_path, model=str(tmp_path / "no-such-model"))
+    assert "cannot load the model" in seen["status"][-1]
+    assert "no-such-model is not a folder" in seen["status"][-1]
+
+
+def test_every_embedding_example_compiles():
+    for block in EMBEDDING_EXAMPLES:
+        compile(block, "embedding.md", "exec")

@@ -31,6 +31,18 @@ def test_the_demo_ships_inside_the_package():
     assert demo.DEMO_CHARACTER.is_file() and demo.DEMO_CHARACTER.is_relative_to(package)
 
 
+def test_an_app_gets_the_demo_model_and_character_from_the_public_api(monkeypatch, tmp_path):
+    import pyg_edge
+
+    monkeypatch.setenv("PYG_EDGE_CACHE", str(tmp_path))
+    assert {"demo_model", "demo_character"} <= set(pyg_edge.__all__)
+    folder = pyg_edge.demo_model()
+    assert folder.parent == tmp_path and (folder / "pyg_edge.json").is_file()
+    assert pyg_edge.demo_model() == folder  # converted once, then found
+    robin = pyg_edge.demo_character()
+    assert isinstance(robin, pyg_edge.Character) and robin.name == "Robin" and robin.greeting
+
+
 def test_the_cache_is_the_env_var_then_xdg_then_home(no_cache_env, monkeypatch, tmp_path):
     assert demo.cache_dir() == tmp_path / "home" / ".cache" / "pyg-edge"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

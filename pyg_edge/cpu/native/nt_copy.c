@@ -8,21 +8,20 @@
  * GLIBC_TUNABLES when it starts, which an app's process cannot do once running.
  *
  * pyg_nt_copy_install() points libctranslate2's own GOT entries for memcpy and memmove at
- * nt_copy, which streams copies of `threshold` bytes or more and hands everything else
+ * nt_copy (got.c), which streams copies of `threshold` bytes or more and hands everything else
  * (small copies, overlapping moves) to glibc. Only CTranslate2's calls change: nothing
  * process-wide. The bytes copied are the same; pyg_nt_copy_check() proves it on this
  * machine before the install.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <elf.h>
 #include <immintrin.h>
-#include <link.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+
+/* got.c: points one loaded library's own entries for these symbols at these functions. */
+struct pyg_redirect { const char *name; void *value; };
+int pyg_got_redirect(const char *path, const struct pyg_redirect *redirects, int count);
 
 static size_t nt_threshold = (size_t)-1;
 static long long nt_copies = 0; /* lets a test see that CTranslate2's copies reach this file */
@@ -162,82 +161,14 @@ int pyg_nt_copy_check(size_t threshold) {
     return failed ? -1 : 0;
 }
 
-struct relro { uintptr_t base, start, end; };
-
-static int find_relro(struct dl_phdr_info *info, size_t size, void *data) {
-    struct relro *r = data;
-    (void)size;
-    if (info->dlpi_addr != r->base)
-        return 0;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        if (info->dlpi_phdr[i].p_type == PT_GNU_RELRO) {
-            r->start = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
-            r->end = r->start + info->dlpi_phdr[i].p_memsz;
-        }
-    }
-    return 1;
-}
-
-/*
- * Writes value into a GOT slot. The pages the loader sealed after relocation (RELRO: whole
- * pages of it, as glibc protects them) are opened for the write and sealed again.
- */
-static int write_slot(void **slot, void *value, const struct relro *r) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t start = (uintptr_t)slot & ~(page - 1);
-    const int sealed = start >= (r->start & ~(page - 1)) && start < (r->end & ~(page - 1));
-    if (sealed && mprotect((void *)start, page, PROT_READ | PROT_WRITE) != 0)
-        return -1;
-    __atomic_store_n(slot, value, __ATOMIC_SEQ_CST);
-    if (sealed && mprotect((void *)start, page, PROT_READ) != 0)
-        return -1;
-    return 0;
-}
-
-static int is_copy(const char *name) {
-    return strcmp(name, "memcpy") == 0 || strcmp(name, "memmove") == 0;
-}
-
 /*
  * Points the memcpy/memmove slots of the already loaded library at path to nt_copy, for
  * copies of threshold bytes or more. Returns how many slots changed, or -1.
  */
 int pyg_nt_copy_install(const char *path, size_t threshold) {
-    void *handle = dlopen(path, RTLD_LAZY | RTLD_NOLOAD);
-    struct link_map *map = NULL;
-    if (handle == NULL || dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == NULL)
-        return -1;
-    const ElfW(Rela) *tables[2] = {NULL, NULL};
-    size_t sizes[2] = {0, 0};
-    const ElfW(Sym) *symbols = NULL;
-    const char *strings = NULL;
-    for (const ElfW(Dyn) *d = map->l_ld; d->d_tag != DT_NULL; d++) {
-        if (d->d_tag == DT_JMPREL) tables[0] = (const ElfW(Rela) *)d->d_un.d_ptr;
-        if (d->d_tag == DT_PLTRELSZ) sizes[0] = d->d_un.d_val;
-        if (d->d_tag == DT_RELA) tables[1] = (const ElfW(Rela) *)d->d_un.d_ptr;
-        if (d->d_tag == DT_RELASZ) sizes[1] = d->d_un.d_val;
-        if (d->d_tag == DT_SYMTAB) symbols = (const ElfW(Sym) *)d->d_un.d_ptr;
-        if (d->d_tag == DT_STRTAB) strings = (const char *)d->d_un.d_ptr;
-    }
-    if (symbols == NULL || strings == NULL)
-        return -1;
     choose_stream();
-    struct relro relro = {map->l_addr, 0, 0};
-    dl_iterate_phdr(find_relro, &relro);
     nt_threshold = threshold;
-    int changed = 0;
-    for (int t = 0; t < 2; t++) {
-        for (size_t i = 0; tables[t] != NULL && i < sizes[t] / sizeof(ElfW(Rela)); i++) {
-            const ElfW(Rela) *r = &tables[t][i];
-            const unsigned type = ELF64_R_TYPE(r->r_info);
-            if (type != R_X86_64_JUMP_SLOT && type != R_X86_64_GLOB_DAT)
-                continue;
-            if (!is_copy(strings + symbols[ELF64_R_SYM(r->r_info)].st_name))
-                continue;
-            if (write_slot((void **)(map->l_addr + r->r_offset), (void *)nt_copy, &relro) != 0)
-                return -1;
-            changed++;
-        }
-    }
-    return changed;
+    const struct pyg_redirect copies[] = {{"memcpy", (void *)nt_copy},
+                                          {"memmove", (void *)nt_copy}};
+    return pyg_got_redirect(path, copies, 2);
 }
