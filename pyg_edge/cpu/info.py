@@ -2,10 +2,10 @@
 
 import os
 
-from pyg_edge import __version__
 from pyg_edge.cpu import backend_choice, gemm_backend
 from pyg_edge.cpu.copy_tuning import threshold_in_effect
 from pyg_edge.cpu.setup import prepare
+from pyg_edge_convert.version import __version__
 
 # The ISA flags that decide which kernels can run (gemm_backend, CTranslate2's own dispatch).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
