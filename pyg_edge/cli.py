@@ -40,7 +40,7 @@ def main():
 @click.option("--prefill-chunk", type=click.IntRange(min=0), default=None,
               show_default="half the context",
               help="Read long prompts exactly in chunks of this many tokens: faster and "
-                   "leaner (a chunked model's forward_batch needs pyg_edge.generation.scoring); "
+                   "leaner (a chunked model's forward_batch needs benchmarks/scoring.py); "
                    "0 reads them in one pass.")
 def convert(src, dest, quantization, force, prefill_chunk):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""

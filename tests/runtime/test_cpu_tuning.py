@@ -44,7 +44,7 @@ def test_the_chosen_settings_stay_exact(converted):
     folder = converted("neo_w16_safetensors_f32")
     result = in_child({}, f"""
         import ctranslate2, numpy as np
-        from pyg_edge.generation.scoring import scoring_generator
+        from scoring import scoring_generator
         ref = np.load({str(FIXTURES / "reference_neo_w16_safetensors_f32.npz")!r})
         model = scoring_generator({str(folder)!r}, ctranslate2, device="cpu",
                                   compute_type="float32")

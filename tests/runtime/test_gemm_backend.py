@@ -254,7 +254,7 @@ import json, numpy as np
 from pyg_edge import demo
 from pyg_edge.cpu import backend_choice
 ct2 = backend_choice.load_ctranslate2({gemm!r})
-from pyg_edge.generation.scoring import scoring_generator
+from scoring import scoring_generator
 from pyg_edge.generation.tokenizer import TextTokenizer
 folder = demo.demo_model()
 tokenizer = TextTokenizer.from_model_folder(str(folder))
