@@ -13,7 +13,9 @@ from pyg_edge_convert.version import __version__
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
              "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16")
 # What CTranslate2's wheels run where pyg-edge leaves the choice to it (no oneMKL, no oneDNN
-# on ARM): Ruy for int8 everywhere on ARM; OpenBLAS (Linux) or Apple's Accelerate (macOS)
+# on ARM): Ruy for int8 everywhere on ARM (RUY_PATHS restricts its kernels); OpenBLAS, linked
+# into libctranslate2 (Linux aarch64 wheel 4.8.5: no DYNAMIC_ARCH, so OPENBLAS_CORETYPE only
+# matters to a CTranslate2 built against a dynamic OpenBLAS), or Apple's Accelerate (macOS)
 # for float32.
 ARM_FLOAT_KERNELS = {"Linux": "OpenBLAS", "Darwin": "Apple Accelerate"}
 
@@ -70,7 +72,8 @@ def kernel_rows(cpu: CpuIdentity, system: str, environ) -> list:
         int8 = "Ruy, plain NEON kernels (this CPU has no asimddp)"
     floats = ARM_FLOAT_KERNELS.get(system, "CTranslate2's build's own")
     if floats == "OpenBLAS" and environ.get("OPENBLAS_CORETYPE"):
-        floats += f" (OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']})"
+        floats += (f" (OPENBLAS_CORETYPE={environ['OPENBLAS_CORETYPE']}: read by a "
+                   "DYNAMIC_ARCH OpenBLAS only)")
     return [("int8 kernels", int8), ("float kernels", floats)]
 
 

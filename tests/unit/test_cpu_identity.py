@@ -72,7 +72,7 @@ def test_arm_reasons_name_ruy_and_the_extension_being_x86_only():
     forced = dict(info.kernel_rows(pi5, "Linux", {"RUY_PATHS": "0x10",
                                                   "OPENBLAS_CORETYPE": "NEOVERSEN1"}))
     assert "RUY_PATHS=0x10" in forced["int8 kernels"]
-    assert forced["float kernels"] == "OpenBLAS (OPENBLAS_CORETYPE=NEOVERSEN1)"
+    assert forced["float kernels"].startswith("OpenBLAS (OPENBLAS_CORETYPE=NEOVERSEN1")
     absent = info.extension_absent("aarch64", "Linux")
     assert "compiler" not in absent and "x86-64 Linux" in absent
     assert info.extension_absent("x86_64", "Linux") == "not built (no C compiler at install)"
