@@ -27,7 +27,7 @@ def converted_path() -> Path:
     settings (with the prefill chunk resolved), so an upgrade that ships new weights, a new
     converter or a new default never reuses a stale conversion.
     """
-    from pyg_edge_convert.version import __version__
+    from pyg_edge_convert import __version__
 
     digest = hashlib.sha256(__version__.encode())
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
