@@ -254,23 +254,20 @@ def info():
 
 @main.command()
 @click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
-@click.option("--prompt-tokens", "prompt_tokens", type=click.IntRange(min=1), multiple=True,
-              help="A prompt length to measure (repeatable) [default: 1/16, 1/4 and 3/4 of "
-                   "the context].")
+@click.option("--prompt-tokens", type=click.IntRange(min=1), multiple=True,
+              help="A prompt length (repeatable) [default: 1/16, 1/4, 3/4 of the context].")
 @click.option("--new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Runs per prompt length (medians are shown).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @model_options
 def bench(model_path, prompt_tokens, new_tokens, repeats, device, compute_type, threads,
           allow_inexact):
-    """Measure first-token time, decode speed and peak memory on this machine, and print
-    them with the machine as Markdown to paste into a report [MODEL: the demo]."""
+    """Print first-token time, decode speed and peak memory here, as Markdown [MODEL: demo]."""
     from pyg_edge.bench import BenchOptions, run_bench
 
-    options = BenchOptions(tuple(prompt_tokens), new_tokens, repeats, device, compute_type,
-                           threads, allow_inexact=allow_inexact)
-    with _user_errors(), _ProgressLine() as progress:
-        report = run_bench(model_path or _demo_model(), options, progress)
+    options = BenchOptions(prompt_tokens, new_tokens, repeats, device, compute_type, threads,
+                           allow_inexact=allow_inexact)
+    with _user_errors():
+        report = run_bench(model_path or _demo_model(), options, _progress_line)
     click.echo(report.markdown(), nl=False)
 
 
@@ -390,23 +387,11 @@ class _ProgressBar:
             self._bar.__exit__(*exc)
 
 
-class _ProgressLine:
-    """A progress(done, total, what) callback: one line on stderr, rewritten in place on a
-    terminal, else a line per step."""
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        line = f"[{done}/{total}] {what}"
-        if sys.stderr.isatty():
-            click.echo(f"\r\033[K{line}", err=True, nl=False)
-        else:
-            click.echo(line, err=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if sys.stderr.isatty():
-            click.echo("\r\033[K", err=True, nl=False)
+def _progress_line(done: int, total: int, what: str) -> None:
+    """bench's progress on stderr: one line, rewritten in place on a terminal."""
+    tty = sys.stderr.isatty()
+    click.echo(("\r\033[K" if tty else "") + f"[{done}/{total}] {what}", err=True,
+               nl=not tty or done == total)
 
 
 if __name__ == "__main__":  # how pyg_edge.launcher starts it
