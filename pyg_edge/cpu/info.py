@@ -18,6 +18,7 @@ ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx
 # matters to a CTranslate2 built against a dynamic OpenBLAS), or Apple's Accelerate (macOS)
 # for float32.
 ARM_FLOAT_KERNELS = {"Linux": "OpenBLAS", "Darwin": "Apple Accelerate"}
+SYSTEM_NAMES = {"Darwin": "macOS"}
 
 
 def system_info(gemm: str | None = None) -> list:
@@ -81,7 +82,7 @@ def extension_absent(arch: str, system: str) -> str:
     """Why pyg-edge's C extension is not there: it is built on x86-64 Linux only."""
     if system == "Linux" and gemm_backend.is_x86(arch):
         return "not built (no C compiler at install)"
-    return f"none: it is for x86-64 Linux (this is {arch} {system})"
+    return f"none: it is for x86-64 Linux (this is {arch} {SYSTEM_NAMES.get(system, system)})"
 
 
 def glibc_copies(arch: str, system: str) -> str:

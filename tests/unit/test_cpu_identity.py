@@ -62,6 +62,8 @@ def test_apple_silicon_from_sysctl():
     assert (cpu.name, cpu.vendor, cpu.int8_features()) == ("Apple M2", "Apple",
                                                            "asimddp, i8mm, no sve")
     assert dict(info.kernel_rows(cpu, "Darwin", {}))["float kernels"] == "Apple Accelerate"
+    assert info.extension_absent("arm64", "Darwin") == (
+        "none: it is for x86-64 Linux (this is arm64 macOS)")
 
 
 def test_arm_reasons_name_ruy_and_the_extension_being_x86_only():
