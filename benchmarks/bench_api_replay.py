@@ -42,12 +42,12 @@ from bench_common import DATA, WORK, chat_script, describe_machine, ensure_model
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.completions import Completions
 from pyg_edge.chat.prompt import Message
-from pyg_edge.chat.sillytavern import sillytavern_prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION
 from pyg_edge.demo import demo_model
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.generation.scoring import scoring_generator
+from scoring import scoring_generator
+from sillytavern import sillytavern_prompt
 
 ROOT = Path(__file__).parent.parent
 

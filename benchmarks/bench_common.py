@@ -1,7 +1,8 @@
 """What the benchmarks share: the machine line, medians, the synthetic 2.7B models, prompts.
 
 Every script imports its helpers from here and from no other script (make_synthetic_checkpoint
-writes the synthetic checkpoint; runtime_engines holds bench_runtime's engines).
+writes the synthetic checkpoint; runtime_engines holds bench_runtime's engines; scoring and
+sillytavern, which the tests use too, score chunked models and lay out SillyTavern prompts).
 """
 
 import http.client

@@ -22,8 +22,8 @@ import numpy as np
 
 from bench_common import describe_machine
 from pyg_edge.cpu import backend_choice
-from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
+from scoring import scoring_generator
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
 TEXT = Path(__file__).parent.parent / "README.md"  # English, as the demo was trained on

@@ -27,9 +27,9 @@ from pyg_edge.chat.session import ChatSession
 from pyg_edge.demo import DEMO_CHARACTER
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge_convert import QUANTIZATIONS, convert_checkpoint
+from scoring import scoring_generator
 
 ROOT = Path(__file__).parent.parent
 DEMO = ROOT / "models" / "demo"

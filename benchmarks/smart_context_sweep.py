@@ -21,10 +21,10 @@ from bench_common import DATA, WORK, chat_script, ensure_model
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.planning import ReadPlanner
 from pyg_edge.chat.prompt import Message
-from pyg_edge.chat.sillytavern import sillytavern_prompt
 from pyg_edge.generation.prefill import exact_cut
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
+from sillytavern import sillytavern_prompt
 
 RESPONSE = 350  # SillyTavern's default response length at a 2,048 context
 

@@ -30,8 +30,7 @@ from pyg_edge.generation.request import ModelInput
 from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.stats import GenerationStats, PromptNotice
 from pyg_edge.generation.streams import TextStream
-
-__version__ = "0.2.0"
+from pyg_edge_convert.version import __version__
 
 __all__ = [
     "Character",

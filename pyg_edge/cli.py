@@ -43,7 +43,7 @@ def main():
 @click.option("--prefill-chunk", type=click.IntRange(min=0), default=None,
               show_default="half the context",
               help="Read long prompts exactly in chunks of this many tokens: faster and "
-                   "leaner (a chunked model's forward_batch needs pyg_edge.generation.scoring); "
+                   "leaner (a chunked model's forward_batch needs benchmarks/scoring.py); "
                    "0 reads them in one pass.")
 def convert(src, dest, quantization, force, prefill_chunk):
     """Convert the gpt-neo checkpoint folder SRC into a CTranslate2 model folder DEST."""
@@ -251,6 +251,25 @@ def info():
         click.echo(f"{label + ':':<{width + 1}} {value}")
 
 
+@main.command()
+@click.argument("model_path", metavar="[MODEL]", type=click.Path(), required=False)
+@click.option("--prompt-tokens", type=click.IntRange(min=1), multiple=True,
+              help="A prompt length (repeatable) [default: 1/16, 1/4, 3/4 of the context].")
+@click.option("--new-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@model_options
+def bench(model_path, prompt_tokens, new_tokens, repeats, device, compute_type, threads,
+          allow_inexact):
+    """Print first-token time, decode speed and peak memory here, as Markdown [MODEL: demo]."""
+    from pyg_edge.bench import BenchOptions, run_bench
+
+    options = BenchOptions(prompt_tokens, new_tokens, repeats, device, compute_type, threads,
+                           allow_inexact=allow_inexact)
+    with _user_errors():
+        report = run_bench(model_path or _demo_model(), options, _progress_line)
+    click.echo(report.markdown(), nl=False)
+
+
 def _chat_loop(session: ChatSession) -> None:
     name = session.character.name
     interactive = sys.stdin.isatty()
@@ -375,6 +394,13 @@ class _ProgressBar:
     def __exit__(self, *exc):
         if self._bar is not None:
             self._bar.__exit__(*exc)
+
+
+def _progress_line(done: int, total: int, what: str) -> None:
+    """bench's progress on stderr: one line, rewritten in place on a terminal."""
+    tty = sys.stderr.isatty()
+    click.echo(("\r\033[K" if tty else "") + f"[{done}/{total}] {what}", err=True,
+               nl=not tty or done == total)
 
 
 if __name__ == "__main__":  # how pyg_edge.launcher starts it

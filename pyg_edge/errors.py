@@ -3,19 +3,18 @@
 All derive from PygEdgeError, and each message is one line a user can act on (the CLI
 prints it as it is). Those that replace a built-in exception also derive from it, so code
 that caught ValueError or TypeError before still does.
+
+PygEdgeError and ConversionError are defined in pyg_edge_convert.errors, which imports nothing
+of the runtime, so the converter raises the same classes without importing pyg_edge.
 """
 
-
-class PygEdgeError(Exception):
-    """Base class: the message is one line a user can act on."""
+# "X as X" re-exports ConversionError: an app imports it from here.
+from pyg_edge_convert.errors import ConversionError as ConversionError
+from pyg_edge_convert.errors import PygEdgeError
 
 
 class ModelLoadError(PygEdgeError):
     """A model folder is missing, incomplete, closed or cannot run on the asked device."""
-
-
-class ConversionError(PygEdgeError):
-    """A conversion cannot go on (pyg_edge_convert raises it)."""
 
 
 class CharacterError(PygEdgeError):

@@ -1,12 +1,12 @@
 """pyg-edge's converter: Hugging Face gpt-neo checkpoints to CTranslate2 models, without torch.
 
-It imports neither the runtime nor CTranslate2, so it runs where the runtime is not installed.
+It imports neither the runtime, CTranslate2 nor tokenizers, so `import pyg_edge_convert` works
+where only numpy is installed; converting needs tokenizers (for the tokenizer files).
 """
 
 from pyg_edge_convert.convert import QUANTIZATIONS, ConversionSummary, convert_checkpoint
 from pyg_edge_convert.errors import ConversionError
-
-__version__ = "0.2.0"
+from pyg_edge_convert.version import __version__
 
 __all__ = [
     "QUANTIZATIONS",

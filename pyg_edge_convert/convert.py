@@ -15,6 +15,7 @@ from pyg_edge_convert.errors import ConversionError
 from pyg_edge_convert.metadata import build_metadata, write_metadata
 from pyg_edge_convert.model_files import QUANTIZATIONS, ct2_config, write_model_bin
 from pyg_edge_convert.tokenizer_files import load_tokenizer, vocabulary
+from pyg_edge_convert.version import __version__
 
 logger = logging.getLogger("pyg_edge")
 
@@ -66,7 +67,7 @@ def convert_checkpoint(
         sliding window, gpt_neo.check_prefill_chunk); None (the default) is half the
         model's context, which reads every prompt that fits exactly; 0 reads a prompt in
         one pass. A chunked model's forward_batch refuses inputs longer than the chunk:
-        score with pyg_edge.generation.scoring.scoring_generator.
+        score with scoring_generator (benchmarks/scoring.py in the repository).
 
     Raises:
       ConversionError: bad input, or dest cannot be written.
@@ -102,8 +103,6 @@ def convert_checkpoint(
 
 
 def _converter_version() -> str:
-    from pyg_edge_convert import __version__
-
     return __version__
 
 

@@ -2,14 +2,20 @@
 
 EleutherAI's gpt-neo checkpoints ship only GPT-2's vocab.json and merges.txt; those are
 turned into the byte-level BPE tokenizer.json that Hugging Face's GPT-2 tokenizer is.
+tokenizers is imported when a tokenizer is read, not with the converter: `import
+pyg_edge_convert` needs numpy alone.
 """
+
+from __future__ import annotations
 
 import json
 import os
-
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+from typing import TYPE_CHECKING
 
 from pyg_edge_convert.errors import ConversionError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def load_tokenizer(src: str, special_ids: tuple) -> Tokenizer:
@@ -22,6 +28,8 @@ def load_tokenizer(src: str, special_ids: tuple) -> Tokenizer:
     Raises:
       ConversionError: no tokenizer files, or unreadable ones.
     """
+    from tokenizers import Tokenizer
+
     tokenizer_json = os.path.join(src, "tokenizer.json")
     vocab, merges = os.path.join(src, "vocab.json"), os.path.join(src, "merges.txt")
     try:
@@ -37,6 +45,8 @@ def load_tokenizer(src: str, special_ids: tuple) -> Tokenizer:
 
 
 def _byte_level_bpe(vocab_path: str, merges_path: str, special_ids: tuple) -> Tokenizer:
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
     with open(vocab_path, encoding="utf-8") as f:
         vocab = json.load(f)
     tokenizer = Tokenizer(models.BPE.from_file(vocab_path, merges_path))

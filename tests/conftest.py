@@ -32,7 +32,7 @@ def pytest_collectstart(collector):
 def converted(tmp_path_factory):
     """Returns converted(name, quantization, prefill_chunk): a model folder, converted once
     per session. prefill_chunk None is the converter's default (half the context), as users
-    get it; such a model's forward_batch needs pyg_edge.generation.scoring past the chunk."""
+    get it; such a model's forward_batch needs benchmarks/scoring.py past the chunk."""
     from pyg_edge_convert import convert_checkpoint
 
     cache = {}

@@ -1,9 +1,11 @@
 """The CPU path's checks, each run in a process of its own, their verdicts cached.
 
 A kernel that is wrong, or that this CPU cannot run (SIGILL), can then only fail that
-process. A verdict is kept per check, CPU, ctranslate2 build, extension build and the
-variables that change which kernels the libraries pick, in the user's cache folder
-(cpu-checks.json), so each check runs once per machine and install.
+process. A verdict is kept per check, CPU (its name, identification and features:
+pyg_edge.cpu.identity, so a cache shared between boards, an SD card moved from a Raspberry Pi
+4 to a 5 or an NFS home, never lends one board's verdict to another), ctranslate2 build,
+extension build and the variables that change which kernels the libraries pick, in the
+user's cache folder (cpu-checks.json), so each check runs once per machine and install.
 """
 
 import hashlib
@@ -11,22 +13,25 @@ import importlib.metadata
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pyg_edge.cpu.identity import this_cpu
 from pyg_edge.user_cache import cache_dir
 
 logger = logging.getLogger("pyg_edge")
 
 CHECK_TIMEOUT_S = 300
 CACHE_FILE = "cpu-checks.json"
-# Variables that change the kernels oneMKL, oneDNN or CTranslate2 pick.
+# Variables that change the kernels oneMKL, oneDNN, CTranslate2, Ruy (ARM's int8) or OpenBLAS
+# (ARM Linux's float32) pick.
 KERNEL_VARIABLES = ("CT2_USE_MKL", "CT2_PACKED_GEMM", "CT2_FORCE_CPU_ISA",
                     "CT2_USE_EXPERIMENTAL_PACKED_GEMM",
                     "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
-                    "DNNL_MAX_CPU_ISA")
+                    "DNNL_MAX_CPU_ISA", "RUY_PATHS", "OPENBLAS_CORETYPE")
 
 
 def cached_verdict(module: str, args: tuple, cpu, build_id: str) -> dict:
@@ -62,16 +67,27 @@ def run_check(module: str, args: tuple) -> dict:
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"ok": False, "seconds": seconds,
-                "detail": f"the check's process ended with code {done.returncode}: {tail}"}
+        return {"ok": False, "seconds": seconds, "detail": _ended(done.returncode, tail)}
     return {**json.loads(lines[-1]), "seconds": seconds}
+
+
+def _ended(code: int, tail: str) -> str:
+    """Why a check's process failed: a crash is told apart from an inexact result."""
+    if code < 0:  # killed by a signal: the kernels could not run, whatever their numbers
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (an instruction this CPU lacks)" if name == "SIGILL" else ""
+        return f"the check's process crashed with {name}{hint}: {tail}"
+    return f"the check's process ended with code {code}: {tail}"
 
 
 def cache_key(module: str, args: tuple, cpu, build_id: str) -> str:
     flags = hashlib.sha256(" ".join(sorted(cpu.flags)).encode()).hexdigest()[:16]
     variables = ",".join(f"{k}={os.environ[k]}" for k in KERNEL_VARIABLES if k in os.environ)
-    return "|".join([module.rsplit(".", 1)[-1], *args, cpu.vendor, cpu.model, flags, build_id,
-                     variables])
+    return "|".join([module.rsplit(".", 1)[-1], *args, cpu.vendor, cpu.model, flags,
+                     this_cpu().key(), build_id, variables])
 
 
 def ctranslate2_version() -> str:

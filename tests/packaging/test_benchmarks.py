@@ -7,7 +7,9 @@ import re
 from support.paths import REPO
 
 BENCHMARKS = REPO / "benchmarks"
-HELPERS = {"bench_common", "make_synthetic_checkpoint", "runtime_engines", "server_attacks"}
+# scoring and sillytavern serve the tests too (pytest's path has benchmarks/).
+HELPERS = {"bench_common", "make_synthetic_checkpoint", "runtime_engines", "scoring",
+           "sillytavern", "server_attacks"}
 NOT_MEASUREMENTS = HELPERS | {"run_all"}
 
 

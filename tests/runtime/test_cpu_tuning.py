@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from pyg_edge.cpu.tuning import CpuTuning, choose_cpu_tuning
-from support.paths import FIXTURES
+from support.paths import FIXTURES, REPO
 
 LINUX_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="glibc's mallopt is Linux-only")
@@ -43,8 +43,10 @@ def test_the_chosen_settings_stay_exact(converted):
     """float32 logits under this machine's automatic settings still match transformers."""
     folder = converted("neo_w16_safetensors_f32")
     result = in_child({}, f"""
+        import sys
+        sys.path.insert(0, {str(REPO / "benchmarks")!r})  # scoring.py is not in the package
         import ctranslate2, numpy as np
-        from pyg_edge.generation.scoring import scoring_generator
+        from scoring import scoring_generator
         ref = np.load({str(FIXTURES / "reference_neo_w16_safetensors_f32.npz")!r})
         model = scoring_generator({str(folder)!r}, ctranslate2, device="cpu",
                                   compute_type="float32")

@@ -14,8 +14,8 @@ from pyg_edge.chat.session import ChatSession
 from pyg_edge.cpu.backend_choice import load_ctranslate2
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.prefill import exact_cut
-from pyg_edge.generation.scoring import scoring_generator
 from pyg_edge_convert import convert_checkpoint
+from scoring import scoring_generator
 from support.paths import CHECKPOINT_NAMES, CHECKPOINTS, reference
 
 ctranslate2 = load_ctranslate2()

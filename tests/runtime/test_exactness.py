@@ -2,7 +2,7 @@
 
 Both prompt paths are checked: the converter's default (a prefill chunk of half the
 context, so the reference prompts are read in two chunks; forward_batch goes through
-pyg_edge.generation.scoring) and a one-pass conversion (prefill_chunk=0).
+benchmarks/scoring.py) and a one-pass conversion (prefill_chunk=0).
 """
 
 import json

@@ -17,7 +17,7 @@ from pyg_edge.cpu import backend_choice, gemm_backend, verdicts
 from pyg_edge.cpu.backend_choice import SELFTEST
 from pyg_edge.cpu.gemm_backend import AVX2_FLAGS, VNNI_FLAGS, CpuInfo, plan
 from pyg_edge.errors import PygEdgeError
-from support.paths import CHECKPOINT_NAMES, TESTS
+from support.paths import CHECKPOINT_NAMES, TESTS, with_benchmarks
 
 CPU = gemm_backend.read_cpu()
 ON_X86_LINUX = platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
@@ -131,7 +131,8 @@ def test_a_kernel_the_cpu_cannot_run_fails_only_the_selftest_process():
 
 def run_child(code: str, env: dict | None = None) -> dict:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=TESTS, env={**os.environ, **(env or {})}, timeout=600)
+                          cwd=TESTS, env=with_benchmarks({**os.environ, **(env or {})}),
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -237,7 +238,8 @@ def test_exact_backends_keep_every_fixture_exact_and_int8_close(converted, backe
                for name in CHECKPOINT_NAMES}
     code = EXACTNESS_CHILD.format(gemm=backend)
     done = subprocess.run([sys.executable, "-c", code, json.dumps(folders)], cwd=TESTS,
-                          capture_output=True, text=True, timeout=600)
+                          env=with_benchmarks(dict(os.environ)), capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["backend"] == backend
@@ -254,7 +256,7 @@ import json, numpy as np
 from pyg_edge import demo
 from pyg_edge.cpu import backend_choice
 ct2 = backend_choice.load_ctranslate2({gemm!r})
-from pyg_edge.generation.scoring import scoring_generator
+from scoring import scoring_generator
 from pyg_edge.generation.tokenizer import TextTokenizer
 folder = demo.demo_model()
 tokenizer = TextTokenizer.from_model_folder(str(folder))

@@ -17,8 +17,8 @@ from pyg_edge.cpu.backend_choice import load_ctranslate2
 from pyg_edge.errors import PromptTooLongError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.prefill import exact_cut, prompt_passes
-from pyg_edge.generation.scoring import clear_prefill_chunk, scoring_generator
 from pyg_edge_convert import ConversionError, convert_checkpoint
+from scoring import clear_prefill_chunk, scoring_generator
 from support.paths import CHECKPOINTS, reference
 
 ctranslate2 = load_ctranslate2()

@@ -8,7 +8,7 @@ import pytest
 
 from pyg_edge.chat.prompt import Prompt
 from pyg_edge.generation.sampling import SamplingOptions
-from pyg_edge.generation.scoring import scoring_generator
+from scoring import scoring_generator
 from support.client_payloads import (
     st_chat_custom,
     st_chat_messages,

@@ -6,7 +6,7 @@ import json
 import ctranslate2
 import numpy as np
 
-from pyg_edge.generation.scoring import scoring_generator
+from scoring import scoring_generator
 
 
 def generator(folder, compute_type="float32"):

@@ -11,6 +11,14 @@ FIXTURES = TESTS / "fixtures"
 CHECKPOINTS = FIXTURES / "checkpoints"
 CHECKPOINT_NAMES = sorted(p.name for p in CHECKPOINTS.iterdir() if p.is_dir())
 GPT2_TOKENIZER = REPO / "models" / "gpt2-tokenizer"
+# scoring.py and sillytavern.py, test helpers that are not shipped (pytest's path has them).
+BENCHMARKS = REPO / "benchmarks"
+
+
+def with_benchmarks(env: dict) -> dict:
+    """env with benchmarks/ on PYTHONPATH, for a child process that imports its helpers."""
+    return {**env, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(BENCHMARKS), env.get("PYTHONPATH", "")) if p)}
 
 
 def venv_python(venv: Path) -> Path:

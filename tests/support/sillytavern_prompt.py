@@ -1,9 +1,9 @@
 """SillyTavern chats for the smart-context and prefix-reuse tests: its prompt layout is the
-library's (pyg_edge.chat.sillytavern), the chats are made up here."""
+benchmarks/sillytavern.py's (not shipped), the chats are made up here."""
 
 from pyg_edge.chat.characters import Character
 from pyg_edge.chat.prompt import Message
-from pyg_edge.chat.sillytavern import SEPARATOR, sillytavern_prompt, story_string
+from sillytavern import SEPARATOR, sillytavern_prompt, story_string
 
 __all__ = ["SEPARATOR", "sillytavern_prompt", "story_string", "chat_prompts", "CARD",
            "SPEAKERS", "sentence", "words"]

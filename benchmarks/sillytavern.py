@@ -6,7 +6,7 @@ then the chat as "Name: text" lines, ending in "\\n{char}:". The budget is max_c
 minus the response length; messages are added newest first while the running token count
 stays under it, then example blocks while they still fit, so a growing chat first loses its
 examples, then its oldest messages. The tests and benchmarks replay SillyTavern chats with
-it, and an app can build SillyTavern-shaped prompts; no SillyTavern code is copied.
+it (it is not shipped in the package); no SillyTavern code is copied.
 """
 
 from pyg_edge.chat.characters import Character

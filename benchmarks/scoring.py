@@ -1,12 +1,13 @@
 """Scoring (forward_batch/score_batch) on models converted with a prefill chunk.
 
-CTranslate2's decoder-level sliding window (the prefill chunk, pyg_edge.generation.prefill) breaks
-forward_batch and score_batch on inputs longer than the chunk ("buffer to copy is of
+CTranslate2's decoder-level sliding window (the prefill chunk, pyg_edge.generation.prefill)
+breaks forward_batch and score_batch on inputs longer than the chunk ("buffer to copy is of
 size ..."). Those read the whole input at once with no cache, which the exact local
 attention handles on its own, so scoring loads the same weights with the chunk set to 0:
 model.bin is read into memory, that one scalar is patched there and the bytes go to
 CTranslate2 (Generator(files=...)), so no second copy of the model is written to disk.
-The price is twice the file's size in memory while the model loads (for benchmarks).
+The price is twice the file's size in memory while the model loads. Benchmarks and tests
+use it (pytest's path has benchmarks/); it is not shipped in the package.
 """
 
 import os
