@@ -2,7 +2,6 @@
 
 import contextlib
 import dataclasses
-import functools
 import signal
 import sys
 
@@ -12,11 +11,12 @@ from pyg_edge import demo
 from pyg_edge.chat.chat_planner import plan_first_turn
 from pyg_edge.chat.prompt import PYGMALION_BANNED
 from pyg_edge.chat.session import ChatSession, read_chat
-from pyg_edge.cli_cards import choose_greeting, load_card, tell_greetings, tell_lore
+from pyg_edge.cli_cards import load_card, tell_lore
+from pyg_edge.cli_chat import announce_reading, chat_loop
 from pyg_edge.cpu.gemm_backend import CHOICES as GEMM_CHOICES
 from pyg_edge.cpu.gemm_backend import ENV as GEMM_ENV
 from pyg_edge.cpu.setup import prepare
-from pyg_edge.errors import PromptTooLongError, PygEdgeError
+from pyg_edge.errors import PygEdgeError
 from pyg_edge.generation.model import PygModel
 from pyg_edge.generation.model_folder import DEVICES, read_metadata
 from pyg_edge.generation.replies import MAX_REPLIES
@@ -24,8 +24,6 @@ from pyg_edge.generation.sampling import SamplingOptions
 from pyg_edge.generation.tokenizer import TextTokenizer
 from pyg_edge.server.settings import ServerSettings
 from pyg_edge_convert import QUANTIZATIONS, ConversionError, convert_checkpoint
-
-CHAT_HELP = "Commands: /regen, /undo, /greeting [N], /save FILE, /load FILE, /quit or end of input."
 
 
 @click.group()
@@ -133,8 +131,8 @@ def chat(model_path, card, history, replies, device, compute_type, threads, allo
                       allow_inexact=allow_inexact) as model:
             # The seed applies once, at load: /regen must give a new reply, not the same one.
             session = ChatSession(model, character, options.with_overrides(seed=None), messages,
-                                  replies, on_long_prompt=_announce_reading)
-            _chat_loop(session)
+                                  replies, on_long_prompt=announce_reading)
+            chat_loop(session)
 
 
 @main.command()
@@ -270,76 +268,6 @@ def bench(model_path, prompt_tokens, new_tokens, repeats, device, compute_type, 
     click.echo(report.markdown(), nl=False)
 
 
-def _chat_loop(session: ChatSession) -> None:
-    name = session.character.name
-    interactive = sys.stdin.isatty()
-    if interactive:
-        click.echo(CHAT_HELP, err=True)
-    if session.history and not session.history[-1].is_user:
-        click.echo(f"{name}: {session.history[-1].text}")
-    tell_greetings(session)
-    while True:
-        try:
-            line = input("You: " if interactive else "")
-        except EOFError:
-            return
-        if not line.strip():
-            continue
-        if line.startswith("/"):
-            if _chat_command(session, line.strip()) == "quit":
-                return
-            continue
-        _show_reply(name, functools.partial(session.send, line))
-
-
-def _chat_command(session: ChatSession, line: str):
-    command, _, argument = line.partition(" ")
-    if command == "/quit":
-        return "quit"
-    if command == "/regen":
-        _show_reply(session.character.name, session.regenerate)
-    elif command == "/greeting":
-        choose_greeting(session, argument.strip())
-    elif command == "/undo":
-        removed = session.undo()
-        click.echo(f"(removed {len(removed)} messages)", err=True)
-    elif command in ("/save", "/load") and argument.strip():
-        (session.save if command == "/save" else session.load)(argument.strip())
-        click.echo(f"({command[1:]}d {argument.strip()})", err=True)
-    else:
-        click.echo(CHAT_HELP, err=True)
-    return None
-
-
-def _show_reply(name: str, start) -> None:
-    """Starts a turn (start() returns its stream) and prints the reply as it streams; a
-    message that does not fit is told, and the chat goes on unchanged."""
-    try:
-        pieces = start()
-    except PromptTooLongError as error:
-        click.echo(f"(not sent: {error})", err=True)
-        return
-    # The name waits for the first piece, so a notice of a long prompt pass comes first.
-    named = False
-    try:
-        for piece in pieces:
-            if not named:
-                click.echo(f"{name}: ", nl=False)
-                named = True
-            click.echo(piece, nl=False)
-    except KeyboardInterrupt:
-        pieces.close()  # Ctrl-C ends the reply, not the chat
-    if not named:
-        click.echo(f"{name}: ", nl=False)
-    click.echo()
-
-
-def _announce_reading(tokens: int, seconds: float | None) -> None:
-    """Tells the user a long prompt pass is starting (ChatSession's on_long_prompt)."""
-    estimate = f", about {max(1, round(seconds)):,} s" if seconds is not None else ""
-    click.echo(f"(reading {tokens:,} tokens{estimate})", err=True)
-
-
 def _sampling(flags: dict, **defaults) -> SamplingOptions:
     overrides = defaults | {k: v for k, v in flags.items() if v is not None and v != ()}
     if "stop" in overrides:
@@ -403,5 +331,5 @@ def _progress_line(done: int, total: int, what: str) -> None:
                nl=not tty or done == total)
 
 
-if __name__ == "__main__":  # how pyg_edge.launcher starts it
+if __name__ == "__main__":
     main(prog_name="pyg-edge")
