@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pyg_edge.chat.characters import USER
 from pyg_edge.chat.lore_placement import DEFAULT_PLACEMENT, plan_lore
 from pyg_edge.chat.messages import CONTINUE, IMPERSONATE, ChatParts
-from pyg_edge.chat.prompt import Prompt, build_prompt
+from pyg_edge.chat.prompt import Message, Prompt, build_prompt
 from pyg_edge.chat.smart_context import DEFAULT_FRACTION, FULL_SHARE, history_budget
 
 # Past this many tokens after the cached block, a turn freezes a new block (one slow turn)
@@ -118,12 +118,15 @@ class ChatPlanner:
         lore = plan_lore(parts.character, history, parts.message, self.count, max_context,
                          self.lore_placement)
         parts = replace(parts, character=lore.character)  # persona lore changes the card
-        chat, first = self._conversation(parts)
+        # The chat as the next turns will see it: the message is history then.
+        said = history + ([Message(USER, parts.message, True)] if parts.message else [])
+        chat, first = self._conversation(parts.character, said)
 
         def build(first_message: int, frozen: int, slack: int = 0) -> Prompt:
             return build_prompt(parts.character, history, parts.message, self.count,
-                                max_context - slack, max_new_tokens, first_message, frozen,
-                                lore.lines, lore.depth)
+                                max_context - slack, max_new_tokens, first_message,
+                                min(frozen, len(history) - first_message), lore.lines,
+                                lore.depth, freeze_message=frozen > len(history) - first_message)
 
         # A client that trims a full chat itself (SillyTavern drops its oldest messages
         # each turn: the history now starts inside the block) is cut deep too, or every
@@ -136,11 +139,11 @@ class ChatPlanner:
                 prompt.dropped_messages > first):
             first = self._deep_cut(build, len(history), room)
             chat.cut = True
-            prompt = build(first, len(history) - first)
+            prompt = build(first, len(said) - first)
         elif (prompt.token_count - self.count(prompt.static_prefix)
               > self._tail_limit(chat, max_context)):
-            prompt = build(first, len(history) - first)
-        chat.block = tuple(history[first:first + prompt.static_messages])
+            prompt = build(first, len(said) - first)
+        chat.block = tuple(said[first:first + prompt.static_messages + prompt.message_frozen])
         return prompt
 
     def _deep_cut(self, build, messages: int, room: int) -> int:
@@ -155,15 +158,15 @@ class ChatPlanner:
             return UNCACHED_TAIL_TOKENS
         return self.prefill_chunk or max_context
 
-    def _conversation(self, parts: ChatParts) -> tuple:
-        """(The conversation parts continue, where its block starts or None where the
+    def _conversation(self, character, said: list) -> tuple:
+        """(The conversation said continues, where its block starts or None where the
         client trimmed the history into it); a new conversation (block at 0) if none."""
-        card, history = _card_key(parts), parts.history
+        card = _card_key(character)
         for chat in reversed(self._conversations):
             if chat.card != card:
                 continue
-            start = chat.start_in(history)
-            if start is not None or chat.trimmed_into(history):
+            start = chat.start_in(said)
+            if start is not None or chat.trimmed_into(said):
                 self._conversations.remove(chat)
                 self._conversations.append(chat)
                 return chat, start
@@ -172,8 +175,7 @@ class ChatPlanner:
         return chat, 0
 
 
-def _card_key(parts: ChatParts) -> tuple:
-    c = parts.character
+def _card_key(c) -> tuple:
     return c.name, c.persona, c.scenario, c.example_dialogue
 
 

@@ -60,6 +60,7 @@ class Prompt(ModelInput):
       dropped_messages: Oldest history messages left out (to fit, or before first_message).
       dropped_examples: Example dialogue blocks left out to fit the budget.
       static_messages: History messages (from first_message on) in the static prefix.
+      message_frozen: The user's message is in the static prefix too.
     """
 
     trim: bool = True
@@ -68,6 +69,7 @@ class Prompt(ModelInput):
     dropped_messages: int = 0
     dropped_examples: int = 0
     static_messages: int = 0
+    message_frozen: bool = False
 
 
 def build_prompt(
@@ -81,6 +83,7 @@ def build_prompt(
     static_messages: int = 0,
     lore: tuple = (),
     lore_depth: int = 0,
+    freeze_message: bool = False,
 ) -> Prompt:
     """Assembles the prompt for the character's next reply, fitted to the context.
 
@@ -100,6 +103,9 @@ def build_prompt(
       lore: Lorebook text for the chat (chat.lore_placement), always kept: it goes
         lore_depth messages before the reply, but after the static prefix's messages.
       lore_depth: See lore.
+      freeze_message: Also put the message in the static prefix, when every history
+        message from first_message on is in it and no lore follows them (the message is
+        history on the next turn, which then reads only what follows it).
 
     Raises:
       PromptTooLongError: persona, scenario and message alone do not fit.
@@ -127,7 +133,10 @@ def build_prompt(
         kept -= 1
     chat = rendered[len(rendered) - kept:]
     frozen = static_messages if 0 < static_messages <= len(chat) == len(rendered) else 0
-    static_lines = static + (["<START>"] + chat[:frozen] if frozen else [])
+    message_frozen = (freeze_message and message is not None and not lore
+                      and frozen == len(chat) == len(rendered))
+    static_lines = static + (["<START>"] + chat[:frozen] + turn[:message_frozen]
+                             if frozen or message_frozen else [])
     if lore:
         at = max(frozen, len(chat) - lore_depth)
         chat = chat[:at] + list(lore) + chat[at:]
@@ -140,6 +149,7 @@ def build_prompt(
         dropped_messages=len(history) - kept,
         dropped_examples=len(character.example_dialogue) - len(examples),
         static_messages=frozen,
+        message_frozen=message_frozen,
     )
 
 

@@ -303,3 +303,23 @@ def test_a_client_that_trims_its_full_chat_reads_only_new_lines_between_cuts(dem
         chat += [Message("You", message, True),
                  Message("Robin", f"Day {turn} was sunny. {SENTENCE}".strip())]
     assert full_reads <= 8, f"{full_reads} of {turns} turns read their whole prompt"
+
+
+def test_the_next_turn_and_a_regenerate_read_only_what_follows_the_users_message(
+        demo_pyg_model):
+    """A turn that freezes a new block freezes the user's message with it: the next turn
+    reads the reply and its own message, a regenerate only the reply's turn line."""
+    demo_pyg_model.clear_prefix_cache()
+    session = ChatSession(demo_pyg_model, ROBIN, OPTIONS, history=history(8))
+    first = session.send("What did you do first?")
+    first.text()
+    assert first.prompt.message_frozen  # the whole chat outgrew the uncached tail
+    count = demo_pyg_model.tokenizer.count
+    assert first.stats.cached_tokens >= first.stats.prompt_tokens - count("\nRobin:") - 1
+    again = session.regenerate()
+    again.text()
+    assert again.stats.read_tokens <= count("\nRobin:") + 1
+    second = session.send("And after that?")
+    second.text()
+    reply_and_turn = count(f"{session.history[-3].text}\nYou: And after that?\nRobin:")
+    assert second.stats.read_tokens <= reply_and_turn + 4
