@@ -31,6 +31,10 @@ def token_bytes(token: str) -> bytes:
     return token.encode("utf-8")
 
 
+# encode_at_most reads a long text in pieces of about this many characters.
+ENCODE_PIECE_CHARS = 16384
+
+
 class TextTokenizer:
     """Encodes text to ids and back, and gives CTranslate2 the token strings it expects.
 
@@ -56,6 +60,21 @@ class TextTokenizer:
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
+
+    def encode_at_most(self, text: str, most: int) -> list | None:
+        """text's ids, or None when it is more than most tokens: a long text is read a
+        piece at a time (cut before a space) and dropped as soon as the pieces pass most,
+        so a 2 MB text costs what `most` tokens cost, not what 2 MB cost (time, memory, and
+        the GIL other threads wait for)."""
+        counted, start, cuts = 0, 0, 0
+        while len(text) - start > ENCODE_PIECE_CHARS:
+            cut = text.rfind(" ", start + 1, start + ENCODE_PIECE_CHARS)
+            end = cut if cut > start else start + ENCODE_PIECE_CHARS
+            counted, start, cuts = counted + len(self.encode(text[start:end])), end, cuts + 1
+            if counted > most + cuts:  # a cut splits at most one token in two
+                return None
+        ids = self.encode(text)
+        return ids if len(ids) <= most else None
 
     def keep_last(self, text: str, max_tokens: int) -> str:
         """text cut from the left to its last max_tokens tokens (a cut character is dropped)."""

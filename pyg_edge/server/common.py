@@ -82,10 +82,10 @@ async def encode(request, text: str, pieces: bool = False) -> list:
     tokenizer, most = request.app[MODEL].tokenizer, request.app[SETTINGS].max_tokenize_tokens
 
     def tokens():
-        ids = tokenizer.encode(text)
-        if len(ids) > most:
-            raise BadRequest(f"the text is {len(ids)} tokens: at most {most} are counted "
-                             "per call (serve --max-tokenize-tokens)")
+        ids = tokenizer.encode_at_most(text, most)
+        if ids is None:
+            raise BadRequest(f"the text is more than {most} tokens: at most {most} are "
+                             "counted per call (serve --max-tokenize-tokens)")
         return [{"id": i, "piece": tokenizer.decode([i])} for i in ids] if pieces else ids
 
     return await off_loop(tokens)
