@@ -110,8 +110,9 @@ host_pip_config() {
 }
 
 download_wheels() {
-    # PyPI's aarch64 wheels of the runtime, its server extra, pytest and the build backend,
-    # resolved and fetched by this machine's pip: under emulation the same takes minutes.
+    # PyPI's aarch64 wheels of the runtime, its server extra, pytest, hypothesis (unit tests
+    # use it) and the build backend, resolved and fetched by this machine's pip: under
+    # emulation the same takes minutes.
     local dest=$1 platform arguments=()
     for platform in manylinux_2_36_aarch64 manylinux_2_28_aarch64 manylinux_2_17_aarch64 \
                     manylinux2014_aarch64; do
@@ -122,8 +123,10 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     toml = tomllib.load(f)
 project = toml["project"]
-print("\n".join([*project["dependencies"], *project["optional-dependencies"]["server"],
-                 "pytest", *toml["build-system"]["requires"]]))
+extras = project["optional-dependencies"]
+hypothesis = [d for d in extras["test"] if d.startswith("hypothesis")]
+print("\n".join([*project["dependencies"], *extras["server"], "pytest", *hypothesis,
+                 *toml["build-system"]["requires"]]))
 EOF
     python3 -m pip download -q --only-binary=:all: "${arguments[@]}" --python-version 3.11 \
         --implementation cp --abi cp311 -d "$dest" -r "$dest.txt" || return 1

@@ -41,13 +41,13 @@ local_wheels=()
 pip wheel -q --no-deps "${local_wheels[@]}" -w "$WORK/dist" "$SRC"
 wheel=$(ls "$WORK"/dist/pyg_edge-*.whl)
 case "$wheel" in *-py3-none-any.whl) ;; *) fail "expected a pure wheel on aarch64, got $wheel" ;; esac
-# What a user installs (the server extra), and pytest for the lanes: the test extra's browser
+# What a user installs (the server extra), pytest and hypothesis for the lanes: the test extra's browser
 # and wheel-building tools serve lanes that do not run here. --no-compile: Python compiles
 # what it imports anyway, and compiling every module of numpy & co. is slow under emulation.
-if ! pip install -q --no-compile "${local_wheels[@]}" "${wheel}[server]" pytest; then
+if ! pip install -q --no-compile "${local_wheels[@]}" "${wheel}[server]" pytest hypothesis; then
     [ -n "${LANE_WHEELS:-}" ] || fail "pip install"
     echo "(a wheel is missing from $LANE_WHEELS: from PyPI)"
-    pip install -q --no-compile --find-links "$LANE_WHEELS" "${wheel}[server]" pytest
+    pip install -q --no-compile --find-links "$LANE_WHEELS" "${wheel}[server]" pytest hypothesis
 fi
 python -c 'import pyg_edge, sys; sys.exit(pyg_edge.__file__.startswith(sys.prefix) == 0)' \
     || fail "pyg_edge is not imported from the venv"
