@@ -3,9 +3,8 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from pyg_edge.cli import main
+from support.cli import card_file, invoke
 
 CARD = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {
     "name": "Aqua", "description": "A goddess of water.", "first_mes": "Are you new here?",
@@ -27,13 +26,7 @@ def model(converted):
 
 @pytest.fixture
 def card(tmp_path):
-    path = tmp_path / "aqua.json"
-    path.write_text(json.dumps(CARD))
-    return path
-
-
-def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+    return card_file(tmp_path, CARD)
 
 
 def test_chat_opens_with_a_chosen_greeting_and_shows_the_notice(model, card, tmp_path):

@@ -3,12 +3,11 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
 from pyg_edge.chat.characters import load_character
 from pyg_edge.chat.prompt import build_prompt
-from pyg_edge.cli import main
 from pyg_edge.generation.tokenizer import TextTokenizer
+from support.cli import card_file, invoke
 
 CARD = {"char_name": "Aqua", "char_persona": "A goddess of water.",
         "char_greeting": "Are you new here?", "world_scenario": "",
@@ -22,13 +21,7 @@ def model(converted):
 
 @pytest.fixture
 def card(tmp_path):
-    path = tmp_path / "aqua.json"
-    path.write_text(json.dumps(CARD))
-    return path
-
-
-def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+    return card_file(tmp_path, CARD)
 
 
 def assert_one_line_error(result, fragment):
